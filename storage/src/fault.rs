@@ -1,0 +1,36 @@
+//! Fault injection for crash tests. When the environment variable `HAMAIL_CRASH_AT` names
+//! a step (e.g. `append:after-write`), the process kills itself with SIGKILL on reaching
+//! that step, exactly like a power cut for the process (the page cache survives; the
+//! locks' owners vanish). With the variable unset this is one cached lookup.
+
+use std::sync::OnceLock;
+
+static CRASH_AT: OnceLock<Option<String>> = OnceLock::new();
+
+/// Die here if `HAMAIL_CRASH_AT` names this step. `HAMAIL_CRASH_AT=step@N` dies on the
+/// N-th time the step is reached (1-based) instead of the first.
+pub fn point(step: &str) {
+    let target = CRASH_AT.get_or_init(|| std::env::var("HAMAIL_CRASH_AT").ok());
+    let Some(target) = target else { return };
+    let (name, nth) = match target.split_once('@') {
+        Some((n, k)) => (n, k.parse::<u64>().unwrap_or(1)),
+        None => (target.as_str(), 1),
+    };
+    if name != step {
+        return;
+    }
+    static HITS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let hit = HITS.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+    if hit == nth {
+        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+    }
+}
+
+/// Whether `HAMAIL_CRASH_AT` names `step` (for steps that must change what they do to
+/// stop in the middle, such as a half-written append).
+pub fn armed(step: &str) -> bool {
+    let target = CRASH_AT.get_or_init(|| std::env::var("HAMAIL_CRASH_AT").ok());
+    target
+        .as_deref()
+        .is_some_and(|t| t.split('@').next() == Some(step))
+}

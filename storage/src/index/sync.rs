@@ -1,0 +1,322 @@
+//! Bringing an index in line with its mbox, under the mailbox lock.
+//!
+//! - **Valid**: same inode, size and mtime as recorded: nothing to do (the fast path; no
+//!   read of the mbox at all).
+//! - **Extend**: same inode, the file grew, the recorded tail is intact (the last message
+//!   re-read has the same fingerprint and a `From ` line starts where it ended): only mail
+//!   was appended, by us or by Postfix. Scan the new bytes; new messages get the next UIDs.
+//!   The result is deterministic, so a reader may extend in memory without writing.
+//! - **Rebuild**: anything else (rewritten, truncated, edited). Scan everything and keep
+//!   the UIDs of messages recognisable by fingerprint as long as they stay in order;
+//!   otherwise start a new UIDVALIDITY. Without an old index, honour `X-IMAPbase`/`X-UID`/
+//!   `Status`/`X-Status`/`X-Keywords` headers.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::Path;
+
+use super::headers::{self, HEADER_LIMIT};
+use super::{Flags, Index, MessageMeta};
+use crate::error::{IoContext, Result};
+use crate::mbox::format;
+
+/// Identity and version of an mbox file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MboxStat {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mtime_ns: i64,
+}
+
+impl MboxStat {
+    pub fn of(file: &File, path: &Path) -> Result<MboxStat> {
+        let md = file.metadata().at(path)?;
+        Ok(MboxStat {
+            dev: md.dev(),
+            ino: md.ino(),
+            size: md.len(),
+            mtime_ns: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
+        })
+    }
+}
+
+/// How an index relates to the mbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Validity {
+    Valid,
+    Extend,
+    Rebuild,
+}
+
+/// Decide what `index` needs, reading at most the last message of the mbox.
+pub fn check(index: &Index, file: &File, stat: &MboxStat, path: &Path) -> Result<Validity> {
+    if index.mbox.dev != stat.dev || index.mbox.ino != stat.ino {
+        return Ok(Validity::Rebuild);
+    }
+    let covered = index.covered();
+    if index.mbox.size != covered {
+        return Ok(Validity::Rebuild);
+    }
+    if stat.size == covered && stat.mtime_ns == index.mbox.mtime_ns {
+        return Ok(Validity::Valid);
+    }
+    if stat.size <= covered {
+        return Ok(Validity::Rebuild);
+    }
+    // Grown: is what we knew still there?
+    if let Some(last) = index.messages.last() {
+        let mut span = vec![0u8; last.len as usize];
+        file.read_exact_at(&mut span, last.offset).at(path)?;
+        if crc32fast::hash(&span) != last.fp || !span.starts_with(b"From ") {
+            return Ok(Validity::Rebuild);
+        }
+    }
+    let mut head = [0u8; 5];
+    file.read_exact_at(&mut head, covered).at(path)?;
+    Ok(if &head == b"From " {
+        Validity::Extend
+    } else {
+        Validity::Rebuild
+    })
+}
+
+/// One message found by [`scan`].
+#[derive(Debug)]
+pub struct Scanned<'a> {
+    pub meta: MessageMeta,
+    /// The first bytes of the message after the `From ` line (for header import).
+    pub head: &'a [u8],
+}
+
+/// Scan `[start, end)` of the mbox, which must begin at a message boundary, calling `f`
+/// for every message. Reads in large chunks; each message is seen whole once.
+pub fn scan(
+    file: &File,
+    path: &Path,
+    start: u64,
+    end: u64,
+    mut f: impl FnMut(Scanned<'_>),
+) -> Result<()> {
+    const CHUNK: usize = 8 << 20;
+    let mut buf: Vec<u8> = Vec::with_capacity(CHUNK * 2);
+    let mut buf_offset = start; // file offset of buf[0]
+    let mut read_pos = start;
+    // Position in buf from which to search for the next boundary.
+    let mut search_from = 1usize;
+    loop {
+        let eof = read_pos >= end;
+        if !eof {
+            let want = CHUNK.min((end - read_pos) as usize);
+            let old = buf.len();
+            buf.resize(old + want, 0);
+            file.read_exact_at(&mut buf[old..], read_pos).at(path)?;
+            read_pos += want as u64;
+        }
+        // Emit every complete message in buf.
+        let mut msg_start = 0usize;
+        let mut cursor = search_from.max(1);
+        while let Some(next) = next_boundary(&buf, cursor) {
+            emit(&buf[msg_start..next], buf_offset + msg_start as u64, &mut f);
+            msg_start = next;
+            cursor = next + 1;
+        }
+        if eof {
+            if msg_start < buf.len() {
+                emit(&buf[msg_start..], buf_offset + msg_start as u64, &mut f);
+            }
+            return Ok(());
+        }
+        // Keep the unfinished message; resume the search a few bytes before the end so a
+        // "\nFrom " split across chunks is still found.
+        buf.drain(..msg_start);
+        buf_offset += msg_start as u64;
+        search_from = buf.len().saturating_sub(5).max(1);
+    }
+}
+
+/// The next message boundary (a `From ` at a line start) at or after `from`.
+fn next_boundary(buf: &[u8], from: usize) -> Option<usize> {
+    // Search from one byte earlier so the "\n" before a "From " at `from` is seen.
+    let base = from - 1;
+    memchr::memmem::find(&buf[base..], b"\nFrom ").map(|i| base + i + 1)
+}
+
+fn emit(span: &[u8], offset: u64, f: &mut impl FnMut(Scanned<'_>)) {
+    let from_len = memchr::memchr(b'\n', span).map_or(span.len(), |i| i + 1);
+    let body = &span[from_len..];
+    let meta = MessageMeta {
+        uid: 0,
+        flags: Flags::empty(),
+        keywords: 0,
+        offset,
+        from_len: from_len as u32,
+        len: span.len() as u64,
+        size: format::decoded_len(body),
+        date: format::from_line_date(&span[..from_len]).unwrap_or(0),
+        fp: crc32fast::hash(span),
+    };
+    f(Scanned {
+        meta,
+        head: &body[..body.len().min(HEADER_LIMIT)],
+    });
+}
+
+/// Extend `index` with the messages appended after what it covers.
+pub fn extend(index: &mut Index, file: &File, stat: &MboxStat, path: &Path) -> Result<()> {
+    let start = index.covered();
+    scan(file, path, start, stat.size, |s| {
+        index.push(s.meta);
+    })?;
+    index.mbox = *stat;
+    Ok(())
+}
+
+/// A fresh UIDVALIDITY: the time, and always above the previous one.
+pub fn new_uidvalidity(previous: Option<u32>) -> u32 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_secs() as u32);
+    now.max(previous.map_or(1, |p| p.wrapping_add(1)).max(1))
+}
+
+/// Build an index from the whole mbox, keeping what `old` knew where it still applies.
+pub fn rebuild(old: Option<&Index>, file: &File, stat: &MboxStat, path: &Path) -> Result<Index> {
+    let mut scanned: Vec<(MessageMeta, headers::ImportedMessage)> = Vec::new();
+    let import = old.is_none();
+    scan(file, path, 0, stat.size, |s| {
+        let imported = if import {
+            headers::parse(s.head)
+        } else {
+            headers::ImportedMessage::default()
+        };
+        scanned.push((s.meta, imported));
+    })?;
+    let index = match old {
+        Some(old) => match keep_uids(old, &scanned, stat) {
+            Some(index) => index,
+            None => fresh(Some(old.uidvalidity), Vec::new(), scanned, stat),
+        },
+        None => import_headers(scanned, stat),
+    };
+    tracing::info!(
+        mbox = %path.display(),
+        messages = index.messages.len(),
+        uidvalidity = index.uidvalidity,
+        "rebuilt index"
+    );
+    Ok(index)
+}
+
+/// Match scanned messages to the old index by fingerprint. None if UIDs cannot stay
+/// ascending (a changed or new message before a known one).
+fn keep_uids(
+    old: &Index,
+    scanned: &[(MessageMeta, headers::ImportedMessage)],
+    stat: &MboxStat,
+) -> Option<Index> {
+    let mut by_fp: HashMap<(u32, u64), Vec<usize>> = HashMap::new();
+    for (i, m) in old.messages.iter().enumerate() {
+        by_fp.entry((m.fp, m.len)).or_default().push(i);
+    }
+    let mut index = Index::new(old.uidvalidity, *stat);
+    index.uidnext = old.uidnext;
+    index.keywords = old.keywords.clone();
+    let mut next_old = 0usize;
+    let mut unmatched_seen = false;
+    for (meta, _) in scanned {
+        let found = by_fp
+            .get(&(meta.fp, meta.len))
+            .and_then(|c| c.iter().copied().find(|&i| i >= next_old));
+        match found {
+            Some(i) if !unmatched_seen => {
+                let o = &old.messages[i];
+                let mut m = meta.clone();
+                m.uid = o.uid;
+                m.flags = o.flags;
+                m.keywords = o.keywords;
+                // Same bytes: the recorded exact size (which knows about an added
+                // final newline) still holds.
+                m.size = o.size;
+                index.messages.push(m);
+                next_old = i + 1;
+            }
+            Some(_) => return None,
+            None => {
+                unmatched_seen = true;
+                index.push(meta.clone());
+            }
+        }
+    }
+    index.generation = old.generation + 1;
+    Some(index)
+}
+
+fn fresh(
+    previous: Option<u32>,
+    keywords: Vec<String>,
+    scanned: Vec<(MessageMeta, headers::ImportedMessage)>,
+    stat: &MboxStat,
+) -> Index {
+    let mut index = Index::new(new_uidvalidity(previous), *stat);
+    index.keywords = keywords;
+    for (meta, _) in scanned {
+        index.push(meta);
+    }
+    index
+}
+
+/// First build of an index for an mbox we have never seen: honour the headers other
+/// IMAP servers left, if they are consistent (UIDs ascending and below UIDNEXT).
+fn import_headers(scanned: Vec<(MessageMeta, headers::ImportedMessage)>, stat: &MboxStat) -> Index {
+    let base = scanned.first().and_then(|(_, h)| h.base.clone());
+    let uids_ok = base.as_ref().is_some_and(|b| {
+        let mut last = 0u32;
+        scanned.iter().filter(|(_, h)| !h.pseudo).all(|(_, h)| match h.uid {
+            Some(u) if u > last && u < b.uidnext => {
+                last = u;
+                true
+            }
+            _ => false,
+        })
+    });
+    let mut index = match &base {
+        Some(b) if b.uidvalidity > 0 => Index::new(b.uidvalidity, *stat),
+        _ => Index::new(new_uidvalidity(None), *stat),
+    };
+    if let Some(b) = &base {
+        for k in &b.keywords {
+            index.keyword_bit(k);
+        }
+    }
+    for (mut meta, h) in scanned {
+        meta.flags = h.flags;
+        for k in &h.keywords {
+            if let Some(bit) = index.keyword_bit(k) {
+                meta.keywords |= bit;
+            }
+        }
+        if h.pseudo && index.messages.is_empty() {
+            // The pseudo message occupies bytes but is no message: UID 0, hidden.
+            meta.flags = Flags::HIDDEN;
+            meta.uid = 0;
+            index.messages.push(meta);
+            continue;
+        }
+        match (uids_ok, h.uid) {
+            (true, Some(uid)) => {
+                meta.uid = uid;
+                index.messages.push(meta);
+            }
+            _ => {
+                index.push(meta);
+            }
+        }
+    }
+    if uids_ok {
+        let last = index.messages.last().map_or(0, |m| m.uid);
+        index.uidnext = base.map_or(1, |b| b.uidnext).max(last + 1);
+    }
+    index
+}

@@ -1,0 +1,335 @@
+//! One mailbox: an mboxrd file on the spool, its sidecar index, and the sessions that read
+//! and change it under the locks.
+//!
+//! - [`Mailbox::read`] gives a [`ReadSession`]: fcntl read lock, index validated against
+//!   the file (extended in memory if mail was appended meanwhile).
+//! - [`Mailbox::write`] gives a [`WriteSession`]: dotlock + fcntl write lock, a crashed
+//!   append repaired ([`append`]), the index brought up to date and saved.
+//! - [`Mailbox::append`] delivers durably with group commit across processes and hosts.
+//!
+//! No state is kept across sessions: every session re-reads the index and re-validates it
+//! against the mbox after taking its lock (invariant 2).
+
+pub mod append;
+mod expunge;
+pub mod format;
+mod pending;
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::{IoContext, Result, StorageError};
+use crate::index::{self, Flags, Index, MboxStat, MessageMeta, Validity};
+use crate::lock::{LockOptions, ReadLock, WriteLock};
+
+/// A message to deliver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMessage {
+    /// Envelope sender for the `From ` line ("" for the null sender).
+    pub sender: String,
+    /// Internal date, Unix seconds.
+    pub date: i64,
+    /// The message, exactly as it should be read back.
+    pub data: Vec<u8>,
+    pub flags: Flags,
+    pub keywords: Vec<String>,
+    /// The queue id this delivery belongs to (one id for all recipients).
+    pub queue_id: String,
+}
+
+impl NewMessage {
+    pub fn new(sender: &str, data: Vec<u8>) -> NewMessage {
+        NewMessage {
+            sender: sender.to_string(),
+            date: now(),
+            data,
+            flags: Flags::empty(),
+            keywords: Vec::new(),
+            queue_id: String::new(),
+        }
+    }
+}
+
+pub(crate) fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Where a delivery landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub uidvalidity: u32,
+    /// UID of the first message; the others follow consecutively.
+    pub first_uid: u32,
+    pub count: u32,
+}
+
+/// A mailbox on the spool (cheap to create; holds no open files).
+#[derive(Debug, Clone)]
+pub struct Mailbox {
+    mbox: PathBuf,
+    /// Index paths without suffix, e.g. `<spool>/index/alice/INBOX`.
+    index_base: PathBuf,
+    lock: LockOptions,
+}
+
+impl Mailbox {
+    pub(crate) fn new(mbox: PathBuf, index_base: PathBuf, lock: LockOptions) -> Mailbox {
+        Mailbox {
+            mbox,
+            index_base,
+            lock,
+        }
+    }
+
+    pub fn mbox_path(&self) -> &Path {
+        &self.mbox
+    }
+
+    pub fn index_path(&self) -> PathBuf {
+        self.with_suffix(index::INDEX_SUFFIX)
+    }
+
+    pub(crate) fn intent_path(&self) -> PathBuf {
+        self.with_suffix(".intent")
+    }
+
+    pub(crate) fn pending_dir(&self) -> PathBuf {
+        self.with_suffix(".pending")
+    }
+
+    fn with_suffix(&self, suffix: &str) -> PathBuf {
+        let mut s = self.index_base.as_os_str().to_owned();
+        s.push(suffix);
+        PathBuf::from(s)
+    }
+
+    pub fn exists(&self) -> bool {
+        self.mbox.exists()
+    }
+
+    fn make_dirs(&self) -> Result<()> {
+        for dir in [self.mbox.parent(), self.index_base.parent()].into_iter().flatten() {
+            std::fs::create_dir_all(dir).at(dir)?;
+        }
+        Ok(())
+    }
+
+    /// Lock for writing (creating the mailbox if needed), repair, sync the index.
+    pub fn write(&self) -> Result<WriteSession> {
+        self.make_dirs()?;
+        let lock = WriteLock::acquire(&self.mbox, &self.lock)?;
+        WriteSession::open(self.clone(), lock)
+    }
+
+    /// Like [`Mailbox::write`] but without waiting: `None` if somebody holds the mailbox.
+    pub fn try_write(&self) -> Result<Option<WriteSession>> {
+        self.make_dirs()?;
+        match WriteLock::try_acquire(&self.mbox, &self.lock)? {
+            Some(lock) => WriteSession::open(self.clone(), lock).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Lock for reading. `NoSuchMailbox` if the mbox does not exist.
+    pub fn read(&self) -> Result<ReadSession> {
+        for _ in 0..3 {
+            let lock = ReadLock::acquire(&self.mbox, &self.lock)?;
+            if !self.intent_path().exists() {
+                let stat = MboxStat::of(lock.file(), &self.mbox)?;
+                if let Ok(Some(mut idx)) = Index::load(&self.index_path()) {
+                    match index::sync::check(&idx, lock.file(), &stat, &self.mbox)? {
+                        Validity::Valid => return Ok(ReadSession::new(self, lock, idx)),
+                        Validity::Extend => {
+                            // Deterministic: the next writer assigns the same UIDs.
+                            index::sync::extend(&mut idx, lock.file(), &stat, &self.mbox)?;
+                            return Ok(ReadSession::new(self, lock, idx));
+                        }
+                        Validity::Rebuild => {}
+                    }
+                }
+            }
+            // Repair or rebuild needs the write lock; take it, then read again.
+            drop(lock);
+            drop(self.write()?);
+        }
+        Err(StorageError::LockTimeout {
+            path: self.mbox.clone(),
+        })
+    }
+
+    /// Deliver `msgs` durably: when this returns Ok, they are fsynced in the mailbox and
+    /// indexed. Appends that meet a busy mailbox hand their messages to the current lock
+    /// holder, which writes them together with its own under one fsync (group commit).
+    pub fn append(&self, msgs: &[NewMessage]) -> Result<Appended> {
+        append::append(self, msgs)
+    }
+
+    pub(crate) fn lock_options(&self) -> &LockOptions {
+        &self.lock
+    }
+}
+
+/// Read a message's bytes from an open mbox.
+fn read_message(file: &File, path: &Path, m: &MessageMeta) -> Result<Vec<u8>> {
+    let mut body = vec![0u8; (m.len - m.from_len as u64) as usize];
+    file.read_exact_at(&mut body, m.offset + m.from_len as u64)
+        .at(path)?;
+    Ok(format::decode(&body, Some(m.size)))
+}
+
+/// A mailbox under a shared read lock with a validated index.
+#[derive(Debug)]
+pub struct ReadSession {
+    lock: ReadLock,
+    index: Index,
+    path: PathBuf,
+}
+
+impl ReadSession {
+    fn new(mailbox: &Mailbox, lock: ReadLock, index: Index) -> Self {
+        ReadSession {
+            lock,
+            index,
+            path: mailbox.mbox.clone(),
+        }
+    }
+
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    /// The message's exact bytes.
+    pub fn read_message(&self, m: &MessageMeta) -> Result<Vec<u8>> {
+        read_message(self.lock.file(), &self.path, m)
+    }
+}
+
+/// A mailbox under the write locks with a repaired, saved index.
+#[derive(Debug)]
+pub struct WriteSession {
+    mailbox: Mailbox,
+    lock: WriteLock,
+    index: Index,
+}
+
+impl WriteSession {
+    fn open(mailbox: Mailbox, lock: WriteLock) -> Result<WriteSession> {
+        let repaired = append::recover(&mailbox, &lock)?;
+        let index = sync_index(&mailbox, lock.file())?;
+        let mut session = WriteSession {
+            mailbox,
+            lock,
+            index,
+        };
+        append::finish_recovery(&mut session, repaired)?;
+        Ok(session)
+    }
+
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    pub fn mailbox(&self) -> &Mailbox {
+        &self.mailbox
+    }
+
+    pub fn read_message(&self, m: &MessageMeta) -> Result<Vec<u8>> {
+        read_message(self.lock.file(), self.lock.path(), m)
+    }
+
+    /// Set flags and keywords of the messages with the given UIDs (durable on return).
+    pub fn set_flags(&mut self, changes: &[(u32, Flags, Vec<String>)]) -> Result<()> {
+        for (uid, flags, keywords) in changes {
+            let pos = self
+                .index
+                .messages
+                .binary_search_by_key(uid, |m| m.uid)
+                .map_err(|_| StorageError::NoSuchMessage { uid: *uid })?;
+            let mut bits = 0;
+            for k in keywords {
+                bits |= self.index.keyword_bit(k).ok_or_else(|| StorageError::InvalidName {
+                    name: k.clone(),
+                    reason: "too many keywords in this mailbox",
+                })?;
+            }
+            let hidden = self.index.messages[pos].flags.0 & Flags::HIDDEN.0;
+            self.index.set_flags(pos, Flags(flags.0 | hidden), bits);
+        }
+        let path = self.mailbox.index_path();
+        self.index.save(&path, true)
+    }
+
+    /// Append under the lock already held (also takes pending appends of others along).
+    pub fn append(&mut self, msgs: &[NewMessage]) -> Result<Appended> {
+        append::commit(self, msgs)
+    }
+
+    /// Remove the messages with these UIDs (crash-safe rewrite). Returns the UIDs removed.
+    pub fn expunge(&mut self, uids: &[u32]) -> Result<Vec<u32>> {
+        expunge::expunge(self, uids)
+    }
+
+    /// Remove every message flagged \Deleted.
+    pub fn expunge_deleted(&mut self) -> Result<Vec<u32>> {
+        let uids: Vec<u32> = self
+            .index
+            .visible()
+            .filter(|m| m.flags.contains(Flags::DELETED))
+            .map(|m| m.uid)
+            .collect();
+        self.expunge(&uids)
+    }
+
+    /// Keep the dotlock fresh during long work.
+    pub fn refresh(&self) -> Result<()> {
+        self.lock.refresh()
+    }
+}
+
+/// Load the index and bring it in line with the (write-locked) mbox, saving the result.
+fn sync_index(mailbox: &Mailbox, file: &File) -> Result<Index> {
+    let path = mailbox.mbox_path();
+    let index_path = mailbox.index_path();
+    let stat = MboxStat::of(file, path)?;
+    // An expunge that crashed after renaming the new mbox into place left the matching
+    // index beside the old one.
+    let new_path = index::file_beside(&index_path);
+    if let Ok(Some(idx)) = Index::load(&new_path) {
+        if idx.mbox.ino == stat.ino && idx.mbox.dev == stat.dev {
+            std::fs::rename(&new_path, &index_path).at(&index_path)?;
+        } else {
+            let _ = std::fs::remove_file(&new_path);
+        }
+    }
+    let old = match Index::load(&index_path) {
+        Ok(old) => old,
+        Err(e @ StorageError::Corrupt { .. }) => {
+            tracing::warn!(error = %e, "index unreadable; rebuilding from the mbox");
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    if let Some(mut idx) = old.clone() {
+        match index::sync::check(&idx, file, &stat, path)? {
+            Validity::Valid => return Ok(idx),
+            Validity::Extend => {
+                index::sync::extend(&mut idx, file, &stat, path)?;
+                idx.save(&index_path, false)?;
+                return Ok(idx);
+            }
+            Validity::Rebuild => {}
+        }
+    }
+    let mut idx = index::sync::rebuild(old.as_ref(), file, &stat, path)?;
+    idx.write_new(&index_path, true)?;
+    Ok(idx)
+}
+
+/// fsync the directory containing `path`, making a rename or create in it durable.
+pub fn fsync_dir(path: &Path) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    File::open(dir).and_then(|d| d.sync_all()).at(dir)
+}

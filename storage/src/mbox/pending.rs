@@ -1,0 +1,315 @@
+//! Hand-off of appends to the current lock holder (group commit across processes and
+//! hosts), through a directory on the spool beside the index:
+//!
+//! ```text
+//! tmp.<id>                         being written by the submitter
+//! p.<id>                           complete, waiting (renamed from tmp: never seen half)
+//! c.<id>                           claimed by the lock holder, which is appending it
+//! d.<id>.<uidvalidity>.<first>.<n> done: fsynced in the mbox and indexed
+//! f.<id>                           failed (unreadable); the submitter reports an error
+//! ```
+//!
+//! Every transition is a rename, atomic on the NFS server, so a submitter polling by name
+//! always sees exactly one state. A holder that dies after claiming leaves `c.` files
+//! that the next locker moves back to `p.` (or to `d.` if the append intent shows the
+//! append completed). The files need no fsync: until the mbox append is fsynced nobody
+//! has been told the message is delivered.
+
+use std::fs::{self, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use super::{Appended, NewMessage};
+use crate::error::{IoContext, Result, StorageError};
+use crate::index::Flags;
+use crate::record;
+
+const MAGIC: &[u8; 8] = b"HMPEND01";
+const T_SENDER: u8 = 1;
+const T_DATE: u8 = 2;
+const T_FLAGS: u8 = 3;
+const T_KEYWORD: u8 = 4;
+const T_QUEUE_ID: u8 = 5;
+/// Ends one message's group of fields.
+const T_DATA: u8 = 6;
+
+static SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// Where a submitted append stands.
+#[derive(Debug, PartialEq, Eq)]
+pub enum State {
+    Pending,
+    Claimed,
+    Done(Appended),
+    Failed,
+    /// No trace of it (should not happen; treated as a temporary failure).
+    Lost,
+}
+
+/// A submitted append, named by its id.
+#[derive(Debug)]
+pub struct Ticket {
+    dir: PathBuf,
+    pub id: String,
+}
+
+/// Encode messages for the pending directory (or an in-memory batch).
+pub fn encode(msgs: &[NewMessage]) -> Vec<u8> {
+    let mut w = record::Writer::new(MAGIC);
+    for m in msgs {
+        w.field(T_SENDER, m.sender.as_bytes())
+            .u64(T_DATE, m.date as u64)
+            .u64(T_FLAGS, m.flags.0 as u64)
+            .field(T_QUEUE_ID, m.queue_id.as_bytes());
+        for k in &m.keywords {
+            w.field(T_KEYWORD, k.as_bytes());
+        }
+        w.field(T_DATA, &m.data);
+    }
+    w.finish()
+}
+
+pub fn decode(data: &[u8], path: &Path) -> Result<Vec<NewMessage>> {
+    let rec = record::Record::decode(data, MAGIC, "pending append", path)?;
+    let mut out = Vec::new();
+    let mut cur = NewMessage::new("", Vec::new());
+    for (tag, value) in rec.fields() {
+        let num = || value.try_into().map(u64::from_le_bytes).unwrap_or(0);
+        match tag {
+            T_SENDER => cur.sender = String::from_utf8_lossy(value).into_owned(),
+            T_DATE => cur.date = num() as i64,
+            T_FLAGS => cur.flags = Flags(num() as u32),
+            T_KEYWORD => cur.keywords.push(String::from_utf8_lossy(value).into_owned()),
+            T_QUEUE_ID => cur.queue_id = String::from_utf8_lossy(value).into_owned(),
+            T_DATA => {
+                cur.data = value.to_vec();
+                out.push(std::mem::replace(&mut cur, NewMessage::new("", Vec::new())));
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+impl Ticket {
+    /// Write the messages as a new pending entry.
+    pub fn submit(dir: &Path, msgs: &[NewMessage], host: &str) -> Result<Ticket> {
+        fs::create_dir_all(dir).at(dir)?;
+        let id = format!(
+            "{host}.{pid}.{seq}.{rand:08x}",
+            pid = std::process::id(),
+            seq = SEQ.fetch_add(1, Ordering::Relaxed),
+            rand = fastrand::u32(..)
+        )
+        .replace('/', "_");
+        let tmp = dir.join(format!("tmp.{id}"));
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&tmp)
+            .at(&tmp)?;
+        if let Err(e) = f.write_all(&encode(msgs)) {
+            let _ = fs::remove_file(&tmp);
+            return Err(StorageError::io(&tmp, e));
+        }
+        drop(f);
+        let pending = dir.join(format!("p.{id}"));
+        fs::rename(&tmp, &pending).at(&pending)?;
+        Ok(Ticket {
+            dir: dir.to_path_buf(),
+            id,
+        })
+    }
+
+    pub fn state(&self) -> Result<State> {
+        if self.dir.join(format!("p.{}", self.id)).exists() {
+            return Ok(State::Pending);
+        }
+        if self.dir.join(format!("c.{}", self.id)).exists() {
+            return Ok(State::Claimed);
+        }
+        let done_prefix = format!("d.{}.", self.id);
+        let failed = format!("f.{}", self.id);
+        for entry in fs::read_dir(&self.dir).at(&self.dir)? {
+            let name = entry.at(&self.dir)?.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if let Some(rest) = name.strip_prefix(&done_prefix) {
+                let path = self.dir.join(name);
+                let _ = fs::remove_file(&path);
+                let nums: Vec<u32> = rest.split('.').filter_map(|n| n.parse().ok()).collect();
+                return Ok(match nums[..] {
+                    [uidvalidity, first_uid, count] => State::Done(Appended {
+                        uidvalidity,
+                        first_uid,
+                        count,
+                    }),
+                    _ => State::Lost,
+                });
+            }
+            if name == failed {
+                let _ = fs::remove_file(self.dir.join(name));
+                return Ok(State::Failed);
+            }
+        }
+        // A rename may have happened between our checks: look once more.
+        if self.dir.join(format!("p.{}", self.id)).exists() {
+            return Ok(State::Pending);
+        }
+        if self.dir.join(format!("c.{}", self.id)).exists() {
+            return Ok(State::Claimed);
+        }
+        Ok(State::Lost)
+    }
+
+    /// Withdraw the entry if nobody has claimed it. True if withdrawn.
+    pub fn cancel(&self) -> bool {
+        let pending = self.dir.join(format!("p.{}", self.id));
+        let gone = self.dir.join(format!("x.{}", self.id));
+        if fs::rename(&pending, &gone).is_ok() {
+            let _ = fs::remove_file(&gone);
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// A claimed entry, held by the lock holder.
+#[derive(Debug)]
+pub struct Claimed {
+    pub id: String,
+    pub msgs: Vec<NewMessage>,
+}
+
+/// Claim every pending entry (the caller holds the mailbox write lock).
+pub fn claim_all(dir: &Path) -> Result<Vec<Claimed>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(StorageError::io(dir, e)),
+    };
+    let mut names: Vec<String> = Vec::new();
+    for entry in entries {
+        let entry = entry.at(dir)?;
+        if let Ok(name) = entry.file_name().into_string() {
+            names.push(name);
+        }
+    }
+    names.sort();
+    let mut claimed = Vec::new();
+    for name in names {
+        if let Some(id) = name.strip_prefix("p.") {
+            let c = dir.join(format!("c.{id}"));
+            if fs::rename(dir.join(&name), &c).is_err() {
+                continue; // withdrawn meanwhile
+            }
+            match fs::read(&c).at(&c).and_then(|data| decode(&data, &c)) {
+                Ok(msgs) => claimed.push(Claimed {
+                    id: id.to_string(),
+                    msgs,
+                }),
+                Err(e) => {
+                    tracing::warn!(error = %e, "unreadable pending append");
+                    let _ = fs::rename(&c, dir.join(format!("f.{id}")));
+                }
+            }
+        } else if is_litter(&name) {
+            remove_if_old(&dir.join(&name));
+        }
+    }
+    Ok(claimed)
+}
+
+/// Move claimed entries back to pending (their append did not happen).
+pub fn unclaim(dir: &Path, ids: &[String]) {
+    for id in ids {
+        let _ = fs::rename(dir.join(format!("c.{id}")), dir.join(format!("p.{id}")));
+    }
+}
+
+/// Every `c.` entry left by a holder that died (ids).
+pub fn orphaned_claims(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter_map(|n| n.strip_prefix("c.").map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Mark a claimed entry done with where its messages landed.
+pub fn mark_done(dir: &Path, id: &str, a: Appended) -> Result<()> {
+    let from = dir.join(format!("c.{id}"));
+    let to = dir.join(format!(
+        "d.{id}.{}.{}.{}",
+        a.uidvalidity, a.first_uid, a.count
+    ));
+    fs::rename(&from, &to).at(&to)
+}
+
+/// Results nobody collected and abandoned temporaries.
+fn is_litter(name: &str) -> bool {
+    ["d.", "f.", "tmp.", "x."].iter().any(|p| name.starts_with(p))
+}
+
+fn remove_if_old(path: &Path) {
+    let old = fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| SystemTime::now().duration_since(t).ok())
+        .is_some_and(|age| age > Duration::from_secs(3600));
+    if old {
+        let _ = fs::remove_file(path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(dir: &Path, prefix: &str, id: &str) -> std::io::Result<fs::File> {
+        fs::File::open(dir.join(format!("{prefix}.{id}")))
+    }
+
+    #[test]
+    fn submit_claim_done_cycle() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = NewMessage::new("a@b", b"Subject: x\n\nhi\n".to_vec());
+        m.keywords = vec!["$Junk".into()];
+        m.flags = Flags::SEEN;
+        let t = Ticket::submit(dir.path(), &[m.clone(), m.clone()], "h1").unwrap();
+        assert_eq!(t.state().unwrap(), State::Pending);
+        let claimed = claim_all(dir.path()).unwrap();
+        assert_eq!(claimed.len(), 1);
+        assert_eq!(claimed[0].msgs, vec![m.clone(), m]);
+        assert_eq!(t.state().unwrap(), State::Claimed);
+        assert!(!t.cancel(), "a claimed entry cannot be withdrawn");
+        assert!(open(dir.path(), "c", &t.id).is_ok());
+        let a = Appended { uidvalidity: 7, first_uid: 3, count: 2 };
+        mark_done(dir.path(), &t.id, a).unwrap();
+        assert_eq!(t.state().unwrap(), State::Done(a));
+        // Collected: gone.
+        assert_eq!(t.state().unwrap(), State::Lost);
+    }
+
+    #[test]
+    fn unclaimed_entry_can_be_withdrawn_and_orphans_go_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = NewMessage::new("", b"x".to_vec());
+        let t = Ticket::submit(dir.path(), &[m.clone()], "h").unwrap();
+        assert!(t.cancel());
+        assert_eq!(t.state().unwrap(), State::Lost);
+        let t2 = Ticket::submit(dir.path(), &[m], "h").unwrap();
+        claim_all(dir.path()).unwrap();
+        assert_eq!(orphaned_claims(dir.path()), vec![t2.id.clone()]);
+        unclaim(dir.path(), &orphaned_claims(dir.path()));
+        assert_eq!(t2.state().unwrap(), State::Pending);
+    }
+}
