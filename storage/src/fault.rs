@@ -34,3 +34,20 @@ pub fn armed(step: &str) -> bool {
         .as_deref()
         .is_some_and(|t| t.split('@').next() == Some(step))
 }
+
+static PAUSE_AT: OnceLock<Option<(String, u64)>> = OnceLock::new();
+
+/// Sleep here if `HAMAIL_PAUSE_AT=step:millis` names this step (lets tests line up other
+/// processes behind a lock holder at a known point).
+pub fn pause(step: &str) {
+    let target = PAUSE_AT.get_or_init(|| {
+        let v = std::env::var("HAMAIL_PAUSE_AT").ok()?;
+        let (name, ms) = v.rsplit_once(':')?;
+        Some((name.to_string(), ms.parse().ok()?))
+    });
+    if let Some((name, ms)) = target {
+        if name == step {
+            std::thread::sleep(std::time::Duration::from_millis(*ms));
+        }
+    }
+}

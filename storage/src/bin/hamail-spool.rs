@@ -220,7 +220,12 @@ fn run(cli: Cli) -> Result<ExitCode, StorageError> {
             let session = mailbox(&spool, &target)?.write()?;
             writeln!(out, "locked").map_err(io)?;
             out.flush().map_err(io)?;
-            std::thread::sleep(Duration::from_secs_f64(seconds));
+            // Refresh the dotlock like any long-running holder, so it never looks stale.
+            let until = std::time::Instant::now() + Duration::from_secs_f64(seconds);
+            while let Some(left) = until.checked_duration_since(std::time::Instant::now()) {
+                std::thread::sleep(left.min(Duration::from_millis(500)));
+                session.refresh()?;
+            }
             drop(session);
             writeln!(out, "released").map_err(io)?;
         }

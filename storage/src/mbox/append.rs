@@ -76,16 +76,16 @@ pub fn append(mailbox: &Mailbox, msgs: &[NewMessage]) -> Result<Appended> {
                     reason: format!("entry {} could not be read back", ticket.id),
                 })
             }
-            State::Pending => {
-                if let Some(session) = mailbox.try_write()? {
-                    // Opening the session claims nothing by itself; committing with no
-                    // messages of our own sweeps the pending entries, ours included.
-                    let mut session = session;
+            // Still waiting, or claimed by a holder that may have died since: whenever
+            // the lock is free, take it. Opening the session repairs a dead holder's
+            // append (its claims go back to pending) and committing with no messages of
+            // our own sweeps the pending entries, ours included.
+            State::Pending | State::Claimed => {
+                if let Some(mut session) = mailbox.try_write()? {
                     session.append(&[])?;
                     continue;
                 }
             }
-            State::Claimed => {}
             State::Lost => {
                 lost_checks += 1;
                 if lost_checks > 3 {
@@ -115,6 +115,7 @@ pub fn append(mailbox: &Mailbox, msgs: &[NewMessage]) -> Result<Appended> {
 /// Append `own` plus every pending append under the held lock (one intent, one fsync).
 pub fn commit(session: &mut WriteSession, own: &[NewMessage]) -> Result<Appended> {
     let pending_dir = session.mailbox.pending_dir();
+    fault::pause("append:before-claim");
     let claimed = pending::claim_all(&pending_dir)?;
     let claimed_ids: Vec<String> = claimed.iter().map(|c| c.id.clone()).collect();
     let result = write_batch(session, own, &claimed);

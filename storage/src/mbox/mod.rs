@@ -218,6 +218,7 @@ pub struct WriteSession {
 impl WriteSession {
     fn open(mailbox: Mailbox, lock: WriteLock) -> Result<WriteSession> {
         let repaired = append::recover(&mailbox, &lock)?;
+        expunge::remove_leftover(mailbox.mbox_path());
         let index = sync_index(&mailbox, lock.file())?;
         let mut session = WriteSession {
             mailbox,

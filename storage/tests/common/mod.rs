@@ -5,6 +5,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
+/// The host name the helpers act as (processes on one host can tell a dead holder
+/// from a live one by its pid; other hosts wait for the lock to go stale).
+pub const HOST: &str = "testhost";
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_hamail-spool");
 
 /// A `hamail-spool` command for `spool` acting as `host`.
@@ -15,7 +19,10 @@ pub fn spool_cmd(spool: &Path, host: &str) -> Command {
         .arg("--spool")
         .arg(spool)
         .arg("--timeout")
-        .arg("120");
+        .arg("120")
+        // A lock left by a process killed on another "host" is broken after 2 s.
+        .arg("--stale-after")
+        .arg("2");
     c
 }
 
@@ -38,7 +45,7 @@ pub fn run(cmd: &mut Command) -> Output {
 /// Append `data` as one message; returns (uidvalidity, uid).
 pub fn append(spool: &Path, user: &str, data: &[u8]) -> (u32, u32) {
     use std::io::Write;
-    let mut child: Child = spool_cmd(spool, "test")
+    let mut child: Child = spool_cmd(spool, HOST)
         .args(["append", "--user", user])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -62,7 +69,7 @@ pub struct Listed {
 
 /// (uidvalidity, uidnext, messages)
 pub fn list(spool: &Path, user: &str) -> (u32, u32, Vec<Listed>) {
-    let text = run_ok(spool_cmd(spool, "test").args(["list", "--user", user]));
+    let text = run_ok(spool_cmd(spool, HOST).args(["list", "--user", user]));
     let mut lines = text.lines();
     let head: Vec<&str> = lines.next().expect("header").split_whitespace().collect();
     let msgs = lines
@@ -79,14 +86,14 @@ pub fn list(spool: &Path, user: &str) -> (u32, u32, Vec<Listed>) {
 }
 
 pub fn cat(spool: &Path, user: &str, uid: u32) -> Vec<u8> {
-    let out = run(spool_cmd(spool, "test").args(["cat", "--user", user, "--uid", &uid.to_string()]));
+    let out = run(spool_cmd(spool, HOST).args(["cat", "--user", user, "--uid", &uid.to_string()]));
     assert!(out.status.success(), "cat {uid}: {}", String::from_utf8_lossy(&out.stderr));
     out.stdout
 }
 
 /// `verify`: Ok(count of generated messages) or Err(problems).
 pub fn verify(spool: &Path, user: &str) -> Result<usize, String> {
-    let out = run(spool_cmd(spool, "verifier").args(["verify", "--user", user]));
+    let out = run(spool_cmd(spool, HOST).args(["verify", "--user", user]));
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     if out.status.success() {
         Ok(text.trim().strip_prefix("ok ").and_then(|n| n.parse().ok()).unwrap_or(usize::MAX))

@@ -1,0 +1,174 @@
+//! Crash safety: a child process is killed with SIGKILL at each step inside append and
+//! expunge (fault injection through `HAMAIL_CRASH_AT`). The next process to lock the
+//! mailbox must find it consistent: every message whose append returned Ok is there
+//! exactly once, the interrupted message is either wholly there or wholly absent (as the
+//! step dictates), no partial bytes, UIDs and UIDVALIDITY unchanged.
+
+mod common;
+
+use common::*;
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+fn killed(cmd: &mut Command, step: &str) -> String {
+    let out = cmd.env("HAMAIL_CRASH_AT", step).stderr(Stdio::piped()).output().unwrap();
+    assert_eq!(
+        out.status.signal(),
+        Some(9),
+        "child should die by SIGKILL at {step}: {} {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn gen(spool: &Path, writer: &str, count: u32) -> Command {
+    let mut c = spool_cmd(spool, HOST);
+    c.args(["append-gen", "--user", "bob", "--writer", writer, "--count", &count.to_string()]);
+    c
+}
+
+#[test]
+fn killed_inside_append_at_every_step() {
+    // (step, is the interrupted message kept?)
+    let steps = [
+        ("append:after-intent", false),
+        ("append:mid-write", false),
+        ("append:after-write", true), // complete in the page cache: checksum matches
+        ("append:after-fsync", true),
+        ("append:after-index", true),
+        ("append:after-intent-removed", true),
+    ];
+    for (step, kept) in steps {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = dir.path();
+        run_ok(&mut gen(spool, "before", 3));
+        let (uv, next_before, _) = list(spool, "bob");
+        // The third append of this child dies at `step`.
+        let acked = killed(&mut gen(spool, "crash", 5), &format!("{step}@3"));
+        assert_eq!(acked.lines().count(), 2, "{step}: two appends acknowledged");
+
+        // The next locker (another process) repairs and sees a clean mailbox.
+        let want = 3 + 2 + usize::from(kept);
+        assert_eq!(verify(spool, "bob"), Ok(want), "{step}");
+        let (uv2, _, msgs) = list(spool, "bob");
+        assert_eq!(uv2, uv, "{step}: UIDVALIDITY kept");
+        assert_eq!(msgs.len(), want, "{step}");
+        // Acknowledged UIDs hold the acknowledged messages.
+        for line in acked.lines() {
+            let w: Vec<&str> = line.split_whitespace().collect();
+            let data = cat(spool, "bob", w[3].parse().unwrap());
+            let subject = format!("Subject: gen crash {}\r\n", w[1]);
+            assert!(data.windows(subject.len()).any(|x| x == subject.as_bytes()), "{step}");
+        }
+        assert!(msgs[0].uid < next_before || msgs.is_empty());
+        assert!(!spool.join("index/bob/INBOX.intent").exists(), "{step}: intent left");
+        // Life goes on: a new append gets a fresh UID after everything else.
+        let (uv3, uid) = append(spool, "bob", &message("after"));
+        assert_eq!(uv3, uv);
+        assert!(msgs.iter().all(|m| m.uid < uid), "{step}");
+        assert_eq!(verify(spool, "bob"), Ok(want));
+        // And the raw mbox has no stray bytes: one From line per message.
+        let raw = std::fs::read(mbox_path(spool, "bob")).unwrap();
+        let froms = raw.split(|&b| b == b'\n').filter(|l| l.starts_with(b"From ")).count();
+        assert_eq!(froms, want + 1, "{step}");
+    }
+}
+
+#[test]
+fn killed_inside_expunge_at_every_step() {
+    // (step, has the expunge taken effect?)
+    let steps = [
+        ("expunge:after-copy", false),
+        ("expunge:after-fsync", false),
+        ("expunge:after-index-written", false),
+        ("expunge:after-rename", true),
+        ("expunge:after-index-rename", true),
+    ];
+    for (step, done) in steps {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = dir.path();
+        run_ok(&mut gen(spool, "x", 10));
+        let (uv, _, before) = list(spool, "bob");
+        for m in before.iter().filter(|m| m.uid % 2 == 0) {
+            run_ok(spool_cmd(spool, "h").args([
+                "store", "--user", "bob", "--uid", &m.uid.to_string(), "--flags", "\\Deleted,\\Seen",
+            ]));
+        }
+        run_ok(spool_cmd(spool, "h").args([
+            "store", "--user", "bob", "--uid", "1", "--flags", "\\Flagged",
+        ]));
+        let (_, _, flagged) = list(spool, "bob");
+        killed(spool_cmd(spool, "h").args(["expunge", "--user", "bob"]), step);
+
+        assert_eq!(verify(spool, "bob"), Ok(if done { 5 } else { 10 }), "{step}");
+        let (uv2, _, after) = list(spool, "bob");
+        assert_eq!(uv2, uv, "{step}: UIDVALIDITY kept");
+        let expected: Vec<_> = flagged
+            .iter()
+            .filter(|m| !done || m.uid % 2 == 1)
+            .cloned()
+            .collect();
+        assert_eq!(after, expected, "{step}: same UIDs, flags and sizes");
+        // The repaired mailbox keeps working: finish the expunge.
+        let out = run_ok(spool_cmd(spool, "h").args(["expunge", "--user", "bob"]));
+        assert_eq!(out.trim(), if done { "expunged 0" } else { "expunged 5" }, "{step}");
+        assert_eq!(verify(spool, "bob"), Ok(5));
+        let names: Vec<String> = std::fs::read_dir(spool.join("mail"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, vec!["bob".to_string()], "{step}: nothing left beside the mbox");
+    }
+}
+
+#[test]
+fn a_group_commit_leader_killed_mid_append_loses_no_follower() {
+    for crasher_host in [HOST, "otherhost"] {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = dir.path();
+        run_ok(&mut gen(spool, "seed", 1));
+        // The leader takes the lock, waits until the followers have queued their messages
+        // as pending appends, claims them all, writes its intent and dies mid-write. On
+        // "otherhost" its dotlock is broken by age, on our host at once (dead pid).
+        let leader = gen(spool, "leader", 1)
+            .env("HAMAIL_HOSTNAME", crasher_host)
+            .env("HAMAIL_PAUSE_AT", "append:before-claim:1500")
+            .env("HAMAIL_CRASH_AT", "append:mid-write")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let mut followers = Vec::new();
+        for f in 0..4 {
+            followers.push(
+                gen(spool, &format!("f{f}"), 1)
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap(),
+            );
+        }
+        let out = leader.wait_with_output().unwrap();
+        assert_eq!(out.status.signal(), Some(9), "the leader must have died mid-write");
+        for (f, child) in followers.into_iter().enumerate() {
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{crasher_host}: follower {f} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        // The followers' messages are all there once; the leader's own is not (its append
+        // never completed and was never acknowledged).
+        assert_eq!(verify(spool, "bob"), Ok(5), "{crasher_host}");
+        let (_, _, msgs) = list(spool, "bob");
+        assert_eq!(msgs.len(), 5);
+        for m in &msgs {
+            let data = cat(spool, "bob", m.uid);
+            assert!(!data.windows(17).any(|w| w == b"Subject: gen lead"), "leader's message");
+        }
+    }
+}
