@@ -1,0 +1,192 @@
+//! The sidecar index against its mbox, with other programs in play: UIDs are stable across
+//! processes, mail appended by others gets new UIDs without renumbering, a mailbox edited
+//! by another program gets a new UIDVALIDITY (or keeps UIDs where messages are provably
+//! unchanged), and Dovecot/UW-IMAP state in headers is honoured on first import.
+
+mod common;
+
+use common::*;
+use hamail_storage::{LockOptions, NewMessage, Spool};
+use proptest::prelude::*;
+use std::io::Write;
+use std::path::Path;
+
+fn raw_append(spool: &Path, user: &str, bytes: &[u8]) {
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(mbox_path(spool, user))
+        .unwrap();
+    f.write_all(bytes).unwrap();
+}
+
+fn uids(msgs: &[Listed]) -> Vec<u32> {
+    msgs.iter().map(|m| m.uid).collect()
+}
+
+#[test]
+fn uids_are_stable_across_processes_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path();
+    let a = append(spool, "carol", &message("one"));
+    let b = append(spool, "carol", &message("two"));
+    assert_eq!(a.0, b.0);
+    assert_eq!((a.1, b.1), (1, 2));
+    let first = list(spool, "carol");
+    assert_eq!(first, list(spool, "carol"));
+    // Same answer from the library in this process.
+    let lib = Spool::open(spool, LockOptions::default()).unwrap();
+    let s = lib.inbox("carol").unwrap().read().unwrap();
+    assert_eq!(s.index().uidvalidity, first.0);
+    let m = s.index().by_uid(2).unwrap();
+    assert_eq!(s.read_message(m).unwrap(), message("two"));
+}
+
+#[test]
+fn mail_appended_by_another_program_gets_new_uids_without_renumbering() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path();
+    let (uv, _) = append(spool, "carol", &message("one"));
+    append(spool, "carol", &message("two"));
+    // As Postfix local(8) writes: From line, body with From quoted, blank line.
+    raw_append(
+        spool,
+        "carol",
+        b"From postfix@example.test  Mon Jan  1 00:00:00 2024\nSubject: by postfix\n\n>From here\n\n",
+    );
+    let (uv2, next, msgs) = list(spool, "carol");
+    assert_eq!(uv2, uv);
+    assert_eq!(uids(&msgs), vec![1, 2, 3]);
+    assert_eq!(next, 4);
+    assert_eq!(cat(spool, "carol", 3), b"Subject: by postfix\n\nFrom here\n");
+    // A reader only extends in memory; the next writer assigns the same UID for good.
+    let (_, uid) = append(spool, "carol", &message("four"));
+    assert_eq!(uid, 4);
+    assert_eq!(uids(&list(spool, "carol").2), vec![1, 2, 3, 4]);
+    assert_eq!(cat(spool, "carol", 3), b"Subject: by postfix\n\nFrom here\n");
+}
+
+#[test]
+fn mailbox_edited_by_another_program_gets_a_new_uidvalidity() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path();
+    let (uv, _) = append(spool, "carol", &message("one"));
+    append(spool, "carol", &message("two"));
+    append(spool, "carol", &message("three"));
+    let path = mbox_path(spool, "carol");
+    let raw = std::fs::read(&path).unwrap();
+    // Change one byte of the middle message, same length (an editor saving the file).
+    let text = String::from_utf8(raw).unwrap().replacen("Subject: two", "Subject: TWO", 1);
+    std::fs::write(&path, text).unwrap();
+    let (uv2, next, msgs) = list(spool, "carol");
+    assert!(uv2 > uv, "new UIDVALIDITY {uv2} must exceed {uv}");
+    assert_eq!(uids(&msgs), vec![1, 2, 3]);
+    assert_eq!(next, 4);
+    assert!(String::from_utf8(cat(spool, "carol", 2)).unwrap().contains("Subject: TWO"));
+    // And it is stable from then on.
+    assert_eq!(list(spool, "carol").0, uv2);
+}
+
+#[test]
+fn a_message_removed_by_another_program_keeps_the_other_uids() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path();
+    let (uv, _) = append(spool, "carol", &message("one"));
+    append(spool, "carol", &message("two"));
+    append(spool, "carol", &message("three"));
+    let path = mbox_path(spool, "carol");
+    let text = String::from_utf8(std::fs::read(&path).unwrap()).unwrap();
+    // Drop the second message, as mutt's expunge would.
+    let starts: Vec<usize> = text.match_indices("From MAILER-DAEMON").map(|(i, _)| i).collect();
+    let edited = format!("{}{}", &text[..starts[1]], &text[starts[2]..]);
+    std::fs::write(&path, edited).unwrap();
+    let (uv2, next, msgs) = list(spool, "carol");
+    assert_eq!(uv2, uv);
+    assert_eq!(uids(&msgs), vec![1, 3]);
+    assert_eq!(next, 4);
+    assert_eq!(cat(spool, "carol", 3), message("three"));
+}
+
+#[test]
+fn dovecot_and_uw_headers_are_honoured_on_import() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path();
+    std::fs::create_dir_all(spool.join("mail")).unwrap();
+    let mbox = b"From MAILER_DAEMON Fri Jul  8 12:08:34 2011\n\
+Date: Fri, 8 Jul 2011 12:08:34 +0000\n\
+From: Mail System Internal Data <MAILER-DAEMON@example.test>\n\
+Subject: DON'T DELETE THIS MESSAGE -- FOLDER INTERNAL DATA\n\
+X-IMAP: 1300000000 0000000020 $Junk\n\
+Status: RO\n\
+\n\
+This text is part of the internal format of your mail folder.\n\
+\n\
+From a@example.test Fri Jul  8 12:09:00 2011\n\
+Subject: first\n\
+X-UID: 5\n\
+Status: RO\n\
+X-Status: A\n\
+X-Keywords: $Junk\n\
+\n\
+hello\n\
+\n\
+From b@example.test Fri Jul  8 12:10:00 2011\n\
+Subject: second\n\
+X-UID: 9\n\
+Status: O\n\
+X-Status: FT\n\
+\n\
+world\n\
+\n";
+    std::fs::write(mbox_path(spool, "dave"), mbox).unwrap();
+    let (uv, next, msgs) = list(spool, "dave");
+    assert_eq!((uv, next), (1_300_000_000, 20));
+    assert_eq!(uids(&msgs), vec![5, 9], "the pseudo message is hidden");
+    assert_eq!(msgs[0].flags, "\\Seen,\\Answered");
+    assert_eq!(msgs[1].flags, "\\Flagged,\\Draft");
+    let out = run_ok(spool_cmd(spool, HOST).args(["list", "--user", "dave"]));
+    assert!(out.lines().nth(1).unwrap().ends_with(" $Junk"), "{out}");
+    // New mail continues after the imported UIDNEXT.
+    assert_eq!(append(spool, "dave", &message("new")), (1_300_000_000, 20));
+}
+
+#[test]
+fn a_corrupt_index_is_rebuilt_without_losing_mail() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path();
+    append(spool, "carol", &message("one"));
+    append(spool, "carol", &message("two"));
+    std::fs::write(spool.join("index/carol/INBOX.idx"), b"garbage").unwrap();
+    let (_, _, msgs) = list(spool, "carol");
+    assert_eq!(msgs.len(), 2);
+    assert_eq!(cat(spool, "carol", msgs[1].uid), message("two"));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Whatever bytes go in through append come back out of the mailbox exactly, in
+    /// order, however many messages share the file.
+    #[test]
+    fn mailbox_round_trip_of_arbitrary_messages(msgs in proptest::collection::vec(
+        proptest::collection::vec(prop_oneof![
+            Just(b"From ".to_vec()), Just(b">From x".to_vec()), Just(b"\n".to_vec()),
+            Just(b"\r\n".to_vec()), Just(b"\r".to_vec()), Just(b"\0".to_vec()),
+            proptest::collection::vec(any::<u8>(), 0..6),
+        ], 0..20).prop_map(|p| p.concat()), 1..6))
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path(), LockOptions::default()).unwrap();
+        let inbox = spool.inbox("pat").unwrap();
+        for m in &msgs {
+            inbox.append(&[NewMessage::new("s@x", m.clone())]).unwrap();
+        }
+        let s = inbox.read().unwrap();
+        let got: Vec<Vec<u8>> = s.index().visible().map(|m| s.read_message(m).unwrap()).collect();
+        prop_assert_eq!(&got, &msgs);
+        // And after the index is thrown away, the boundaries are found again.
+        drop(s);
+        std::fs::remove_file(inbox.index_path()).unwrap();
+        let s = inbox.read().unwrap();
+        prop_assert_eq!(s.index().visible().count(), msgs.len());
+    }
+}
