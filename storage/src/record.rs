@@ -52,7 +52,12 @@ pub struct Record<'a> {
 
 impl<'a> Record<'a> {
     /// Decode and verify `data`; `what` and `path` only label the error.
-    pub fn decode(data: &'a [u8], magic: &[u8; 8], what: &'static str, path: &Path) -> Result<Self> {
+    pub fn decode(
+        data: &'a [u8],
+        magic: &[u8; 8],
+        what: &'static str,
+        path: &Path,
+    ) -> Result<Self> {
         let corrupt = |reason: &str| StorageError::Corrupt {
             what,
             path: path.to_path_buf(),
@@ -106,7 +111,10 @@ impl<'a> Record<'a> {
 
     /// Every field with `tag`, in order.
     pub fn all(&self, tag: u8) -> impl Iterator<Item = &'a [u8]> + '_ {
-        self.fields.iter().filter(move |(t, _)| *t == tag).map(|(_, v)| *v)
+        self.fields
+            .iter()
+            .filter(move |(t, _)| *t == tag)
+            .map(|(_, v)| *v)
     }
 
     pub fn u64(&self, tag: u8) -> Option<u64> {
@@ -137,7 +145,10 @@ mod tests {
         assert_eq!(r.u64(2), Some(42));
         assert_eq!(r.all(3).collect::<Vec<_>>(), vec![&b""[..], &b"x"[..]]);
         for cut in 0..data.len() {
-            assert!(Record::decode(&data[..cut], M, "test", p).is_err(), "cut at {cut}");
+            assert!(
+                Record::decode(&data[..cut], M, "test", p).is_err(),
+                "cut at {cut}"
+            );
         }
         let mut flipped = data.clone();
         flipped[10] ^= 1;

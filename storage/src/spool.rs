@@ -95,7 +95,10 @@ pub fn validate_user(user: &str) -> Result<()> {
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'+'))
     {
-        return Err(invalid(user, "only letters, digits, '.', '_', '-', '+' allowed"));
+        return Err(invalid(
+            user,
+            "only letters, digits, '.', '_', '-', '+' allowed",
+        ));
     }
     Ok(())
 }
@@ -137,7 +140,9 @@ mod tests {
         for good in ["alice", "bob.smith", "x_y-z+tag", "A1"] {
             assert!(validate_user(good).is_ok(), "user {good:?}");
         }
-        for bad in ["", "..", "a/../b", "/abs", "a//b", "a/", ".x", "x.lock", "a\nb", "y/z.idx"] {
+        for bad in [
+            "", "..", "a/../b", "/abs", "a//b", "a/", ".x", "x.lock", "a\nb", "y/z.idx",
+        ] {
             assert!(validate_mailbox(bad).is_err(), "mailbox {bad:?}");
         }
         for good in ["Sent", "Archive/2024", "Entwürfe", "a.b"] {
@@ -152,7 +157,10 @@ mod tests {
         let inbox = spool.mailbox("alice", "inbox").unwrap();
         assert_eq!(inbox.mbox_path(), dir.path().join("mail/alice"));
         let sent = spool.mailbox("alice", "Archive/2024").unwrap();
-        assert_eq!(sent.mbox_path(), dir.path().join("folders/alice/Archive/2024"));
+        assert_eq!(
+            sent.mbox_path(),
+            dir.path().join("folders/alice/Archive/2024")
+        );
         assert!(spool.mailbox("../root", "INBOX").is_err());
     }
 }

@@ -4,6 +4,8 @@
 //! with the UID its writer was told, and the mbox parses cleanly. During the run every read
 //! sees only whole messages and UIDs never change meaning.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::*;
@@ -59,7 +61,13 @@ fn three_hosts_eight_writers_fifty_messages_with_reader_and_expunger() {
             while !stop.load(Ordering::Relaxed) || rounds == 0 {
                 let (_, uid) = append(&spool, user, &message("junk"));
                 run_ok(spool_cmd(&spool, "host-x").args([
-                    "store", "--user", user, "--uid", &uid.to_string(), "--flags", "\\Deleted",
+                    "store",
+                    "--user",
+                    user,
+                    "--uid",
+                    &uid.to_string(),
+                    "--flags",
+                    "\\Deleted",
                 ]));
                 let out = run_ok(spool_cmd(&spool, "host-x").args(["expunge", "--user", user]));
                 assert!(out.starts_with("expunged "), "{out}");
@@ -76,7 +84,14 @@ fn three_hosts_eight_writers_fifty_messages_with_reader_and_expunger() {
             let tag = format!("h{h}w{w}");
             let child = spool_cmd(&spool, &format!("host{h}"))
                 .args(["append-gen", "--user", user, "--writer", &tag])
-                .args(["--count", &MESSAGES.to_string(), "--size", "1500", "--pause-ms", "10"])
+                .args([
+                    "--count",
+                    &MESSAGES.to_string(),
+                    "--size",
+                    "1500",
+                    "--pause-ms",
+                    "10",
+                ])
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()
@@ -93,7 +108,11 @@ fn three_hosts_eight_writers_fifty_messages_with_reader_and_expunger() {
             String::from_utf8_lossy(&out.stderr)
         );
         let text = String::from_utf8(out.stdout).unwrap();
-        assert_eq!(text.lines().count(), MESSAGES as usize, "writer {tag} output");
+        assert_eq!(
+            text.lines().count(),
+            MESSAGES as usize,
+            "writer {tag} output"
+        );
         for line in text.lines() {
             let w: Vec<&str> = line.split_whitespace().collect();
             assert_eq!(w[2].parse::<u32>().unwrap(), uv0);
@@ -106,15 +125,25 @@ fn three_hosts_eight_writers_fifty_messages_with_reader_and_expunger() {
     let passes = reader.join().expect("reader");
     let rounds = expunger.join().expect("expunger");
     eprintln!("reader passes: {passes}, expunge rounds: {rounds}");
-    assert!(passes >= 3 && rounds >= 3, "reader and expunger must overlap the writers");
+    assert!(
+        passes >= 3 && rounds >= 3,
+        "reader and expunger must overlap the writers"
+    );
 
     // Everything there exactly once and intact.
     let total = HOSTS * WRITERS * MESSAGES as usize;
     assert_eq!(verify(&spool, user), Ok(total));
     let (uv, _, msgs) = list(&spool, user);
     assert_eq!(uv, uv0);
-    assert_eq!(msgs.len(), total + 1, "only the seed and the generated messages remain");
-    assert!(msgs.windows(2).all(|w| w[0].uid < w[1].uid), "UIDs ascending");
+    assert_eq!(
+        msgs.len(),
+        total + 1,
+        "only the seed and the generated messages remain"
+    );
+    assert!(
+        msgs.windows(2).all(|w| w[0].uid < w[1].uid),
+        "UIDs ascending"
+    );
     assert_eq!(cat(&spool, user, keep_uid), keep);
     // Every writer's UID names the message it was told about.
     for (uid, tag) in told.iter().step_by(7) {
@@ -127,9 +156,15 @@ fn three_hosts_eight_writers_fifty_messages_with_reader_and_expunger() {
     }
     // The mbox itself: exactly one From line per message, and no leftovers beside it.
     let raw = std::fs::read(mbox_path(&spool, user)).unwrap();
-    let from_lines = raw.split(|&b| b == b'\n').filter(|l| l.starts_with(b"From ")).count();
+    let from_lines = raw
+        .split(|&b| b == b'\n')
+        .filter(|l| l.starts_with(b"From "))
+        .count();
     assert_eq!(from_lines, total + 1);
-    assert!(!spool.join("mail/alice.lock").exists(), "dotlock left behind");
+    assert!(
+        !spool.join("mail/alice.lock").exists(),
+        "dotlock left behind"
+    );
     let pending: Vec<_> = std::fs::read_dir(spool.join("index/alice/INBOX.pending"))
         .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name()).collect())
         .unwrap_or_default();

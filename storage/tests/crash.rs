@@ -4,6 +4,8 @@
 //! exactly once, the interrupted message is either wholly there or wholly absent (as the
 //! step dictates), no partial bytes, UIDs and UIDVALIDITY unchanged.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::*;
@@ -12,7 +14,11 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 fn killed(cmd: &mut Command, step: &str) -> String {
-    let out = cmd.env("HAMAIL_CRASH_AT", step).stderr(Stdio::piped()).output().unwrap();
+    let out = cmd
+        .env("HAMAIL_CRASH_AT", step)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
     assert_eq!(
         out.status.signal(),
         Some(9),
@@ -25,7 +31,15 @@ fn killed(cmd: &mut Command, step: &str) -> String {
 
 fn gen(spool: &Path, writer: &str, count: u32) -> Command {
     let mut c = spool_cmd(spool, HOST);
-    c.args(["append-gen", "--user", "bob", "--writer", writer, "--count", &count.to_string()]);
+    c.args([
+        "append-gen",
+        "--user",
+        "bob",
+        "--writer",
+        writer,
+        "--count",
+        &count.to_string(),
+    ]);
     c
 }
 
@@ -60,10 +74,16 @@ fn killed_inside_append_at_every_step() {
             let w: Vec<&str> = line.split_whitespace().collect();
             let data = cat(spool, "bob", w[3].parse().unwrap());
             let subject = format!("Subject: gen crash {}\r\n", w[1]);
-            assert!(data.windows(subject.len()).any(|x| x == subject.as_bytes()), "{step}");
+            assert!(
+                data.windows(subject.len()).any(|x| x == subject.as_bytes()),
+                "{step}"
+            );
         }
         assert!(msgs[0].uid < next_before || msgs.is_empty());
-        assert!(!spool.join("index/bob/INBOX.intent").exists(), "{step}: intent left");
+        assert!(
+            !spool.join("index/bob/INBOX.intent").exists(),
+            "{step}: intent left"
+        );
         // Life goes on: a new append gets a fresh UID after everything else.
         let (uv3, uid) = append(spool, "bob", &message("after"));
         assert_eq!(uv3, uv);
@@ -71,7 +91,10 @@ fn killed_inside_append_at_every_step() {
         assert_eq!(verify(spool, "bob"), Ok(want));
         // And the raw mbox has no stray bytes: one From line per message.
         let raw = std::fs::read(mbox_path(spool, "bob")).unwrap();
-        let froms = raw.split(|&b| b == b'\n').filter(|l| l.starts_with(b"From ")).count();
+        let froms = raw
+            .split(|&b| b == b'\n')
+            .filter(|l| l.starts_with(b"From "))
+            .count();
         assert_eq!(froms, want + 1, "{step}");
     }
 }
@@ -93,16 +116,35 @@ fn killed_inside_expunge_at_every_step() {
         let (uv, _, before) = list(spool, "bob");
         for m in before.iter().filter(|m| m.uid % 2 == 0) {
             run_ok(spool_cmd(spool, "h").args([
-                "store", "--user", "bob", "--uid", &m.uid.to_string(), "--flags", "\\Deleted,\\Seen",
+                "store",
+                "--user",
+                "bob",
+                "--uid",
+                &m.uid.to_string(),
+                "--flags",
+                "\\Deleted,\\Seen",
             ]));
         }
         run_ok(spool_cmd(spool, "h").args([
-            "store", "--user", "bob", "--uid", "1", "--flags", "\\Flagged",
+            "store",
+            "--user",
+            "bob",
+            "--uid",
+            "1",
+            "--flags",
+            "\\Flagged",
         ]));
         let (_, _, flagged) = list(spool, "bob");
-        killed(spool_cmd(spool, "h").args(["expunge", "--user", "bob"]), step);
+        killed(
+            spool_cmd(spool, "h").args(["expunge", "--user", "bob"]),
+            step,
+        );
 
-        assert_eq!(verify(spool, "bob"), Ok(if done { 5 } else { 10 }), "{step}");
+        assert_eq!(
+            verify(spool, "bob"),
+            Ok(if done { 5 } else { 10 }),
+            "{step}"
+        );
         let (uv2, _, after) = list(spool, "bob");
         assert_eq!(uv2, uv, "{step}: UIDVALIDITY kept");
         let expected: Vec<_> = flagged
@@ -113,13 +155,21 @@ fn killed_inside_expunge_at_every_step() {
         assert_eq!(after, expected, "{step}: same UIDs, flags and sizes");
         // The repaired mailbox keeps working: finish the expunge.
         let out = run_ok(spool_cmd(spool, "h").args(["expunge", "--user", "bob"]));
-        assert_eq!(out.trim(), if done { "expunged 0" } else { "expunged 5" }, "{step}");
+        assert_eq!(
+            out.trim(),
+            if done { "expunged 0" } else { "expunged 5" },
+            "{step}"
+        );
         assert_eq!(verify(spool, "bob"), Ok(5));
         let names: Vec<String> = std::fs::read_dir(spool.join("mail"))
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
-        assert_eq!(names, vec!["bob".to_string()], "{step}: nothing left beside the mbox");
+        assert_eq!(
+            names,
+            vec!["bob".to_string()],
+            "{step}: nothing left beside the mbox"
+        );
     }
 }
 
@@ -152,7 +202,11 @@ fn a_group_commit_leader_killed_mid_append_loses_no_follower() {
             );
         }
         let out = leader.wait_with_output().unwrap();
-        assert_eq!(out.status.signal(), Some(9), "the leader must have died mid-write");
+        assert_eq!(
+            out.status.signal(),
+            Some(9),
+            "the leader must have died mid-write"
+        );
         for (f, child) in followers.into_iter().enumerate() {
             let out = child.wait_with_output().unwrap();
             assert!(
@@ -168,7 +222,10 @@ fn a_group_commit_leader_killed_mid_append_loses_no_follower() {
         assert_eq!(msgs.len(), 5);
         for m in &msgs {
             let data = cat(spool, "bob", m.uid);
-            assert!(!data.windows(17).any(|w| w == b"Subject: gen lead"), "leader's message");
+            assert!(
+                !data.windows(17).any(|w| w == b"Subject: gen lead"),
+                "leader's message"
+            );
         }
     }
 }

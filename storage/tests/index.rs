@@ -3,6 +3,8 @@
 //! by another program gets a new UIDVALIDITY (or keeps UIDs where messages are provably
 //! unchanged), and Dovecot/UW-IMAP state in headers is honoured on first import.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::*;
@@ -57,12 +59,18 @@ fn mail_appended_by_another_program_gets_new_uids_without_renumbering() {
     assert_eq!(uv2, uv);
     assert_eq!(uids(&msgs), vec![1, 2, 3]);
     assert_eq!(next, 4);
-    assert_eq!(cat(spool, "carol", 3), b"Subject: by postfix\n\nFrom here\n");
+    assert_eq!(
+        cat(spool, "carol", 3),
+        b"Subject: by postfix\n\nFrom here\n"
+    );
     // A reader only extends in memory; the next writer assigns the same UID for good.
     let (_, uid) = append(spool, "carol", &message("four"));
     assert_eq!(uid, 4);
     assert_eq!(uids(&list(spool, "carol").2), vec![1, 2, 3, 4]);
-    assert_eq!(cat(spool, "carol", 3), b"Subject: by postfix\n\nFrom here\n");
+    assert_eq!(
+        cat(spool, "carol", 3),
+        b"Subject: by postfix\n\nFrom here\n"
+    );
 }
 
 #[test]
@@ -75,13 +83,17 @@ fn mailbox_edited_by_another_program_gets_a_new_uidvalidity() {
     let path = mbox_path(spool, "carol");
     let raw = std::fs::read(&path).unwrap();
     // Change one byte of the middle message, same length (an editor saving the file).
-    let text = String::from_utf8(raw).unwrap().replacen("Subject: two", "Subject: TWO", 1);
+    let text = String::from_utf8(raw)
+        .unwrap()
+        .replacen("Subject: two", "Subject: TWO", 1);
     std::fs::write(&path, text).unwrap();
     let (uv2, next, msgs) = list(spool, "carol");
     assert!(uv2 > uv, "new UIDVALIDITY {uv2} must exceed {uv}");
     assert_eq!(uids(&msgs), vec![1, 2, 3]);
     assert_eq!(next, 4);
-    assert!(String::from_utf8(cat(spool, "carol", 2)).unwrap().contains("Subject: TWO"));
+    assert!(String::from_utf8(cat(spool, "carol", 2))
+        .unwrap()
+        .contains("Subject: TWO"));
     // And it is stable from then on.
     assert_eq!(list(spool, "carol").0, uv2);
 }
@@ -96,7 +108,10 @@ fn a_message_removed_by_another_program_keeps_the_other_uids() {
     let path = mbox_path(spool, "carol");
     let text = String::from_utf8(std::fs::read(&path).unwrap()).unwrap();
     // Drop the second message, as mutt's expunge would.
-    let starts: Vec<usize> = text.match_indices("From MAILER-DAEMON").map(|(i, _)| i).collect();
+    let starts: Vec<usize> = text
+        .match_indices("From MAILER-DAEMON")
+        .map(|(i, _)| i)
+        .collect();
     let edited = format!("{}{}", &text[..starts[1]], &text[starts[2]..]);
     std::fs::write(&path, edited).unwrap();
     let (uv2, next, msgs) = list(spool, "carol");

@@ -125,10 +125,12 @@ fn main() -> ExitCode {
 fn parse_flags(s: &str) -> Result<Flags, StorageError> {
     let mut f = Flags::empty();
     for name in s.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-        f.insert(Flags::from_name(name).ok_or_else(|| StorageError::InvalidName {
-            name: name.to_string(),
-            reason: "not a system flag",
-        })?);
+        f.insert(
+            Flags::from_name(name).ok_or_else(|| StorageError::InvalidName {
+                name: name.to_string(),
+                reason: "not a system flag",
+            })?,
+        );
     }
     Ok(f)
 }
@@ -144,7 +146,9 @@ pub fn generated(writer: &str, n: u32, size: usize) -> Vec<u8> {
     m.extend_from_slice(b"From the start of a line\r\n>From quoted\r\n");
     let mut i = 0usize;
     while m.len() < size {
-        m.extend_from_slice(format!("line {i} of {writer}/{n} .........................\r\n").as_bytes());
+        m.extend_from_slice(
+            format!("line {i} of {writer}/{n} .........................\r\n").as_bytes(),
+        );
         i += 1;
     }
     let crc = crc32fast::hash(&m);
@@ -208,7 +212,8 @@ fn run(cli: Cli) -> Result<ExitCode, StorageError> {
         } => {
             let mb = mailbox(&spool, &target)?;
             for n in 0..count {
-                let msg = NewMessage::new(&format!("{writer}@load.test"), generated(&writer, n, size));
+                let msg =
+                    NewMessage::new(&format!("{writer}@load.test"), generated(&writer, n, size));
                 let a = mb.append(&[msg])?;
                 writeln!(out, "{writer} {n} {} {}", a.uidvalidity, a.first_uid).map_err(io)?;
                 if pause_ms > 0 {
@@ -252,7 +257,10 @@ fn run(cli: Cli) -> Result<ExitCode, StorageError> {
         }
         Command::Cat { target, uid } => {
             let s = mailbox(&spool, &target)?.read()?;
-            let m = s.index().by_uid(uid).ok_or(StorageError::NoSuchMessage { uid })?;
+            let m = s
+                .index()
+                .by_uid(uid)
+                .ok_or(StorageError::NoSuchMessage { uid })?;
             out.write_all(&s.read_message(m)?).map_err(io)?;
         }
         Command::Store { target, uid, flags } => {
@@ -303,8 +311,15 @@ fn run(cli: Cli) -> Result<ExitCode, StorageError> {
                 match q.claim(&id) {
                     Ok(Some(c)) => {
                         let e = &c.entry;
-                        writeln!(out, "{} {} {} {}", e.id, e.attempts, e.sender, e.recipients.join(" "))
-                            .map_err(io)?;
+                        writeln!(
+                            out,
+                            "{} {} {} {}",
+                            e.id,
+                            e.attempts,
+                            e.sender,
+                            e.recipients.join(" ")
+                        )
+                        .map_err(io)?;
                     }
                     Ok(None) => writeln!(out, "{id} (being delivered)").map_err(io)?,
                     Err(e) => writeln!(out, "{id} error: {e}").map_err(io)?,

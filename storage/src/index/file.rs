@@ -68,7 +68,9 @@ impl Index {
 
     /// Messages visible to clients (hides UW-IMAP pseudo messages).
     pub fn visible(&self) -> impl Iterator<Item = &MessageMeta> {
-        self.messages.iter().filter(|m| !m.flags.contains(Flags::HIDDEN))
+        self.messages
+            .iter()
+            .filter(|m| !m.flags.contains(Flags::HIDDEN))
     }
 
     pub fn by_uid(&self, uid: u32) -> Option<&MessageMeta> {
@@ -171,7 +173,9 @@ impl Index {
             return Err(corrupt("fewer records than the header counts"));
         }
         let kw_len = u32_at(data, 64) as usize;
-        let kw_bytes = data.get(68..68 + kw_len).ok_or_else(|| corrupt("keywords"))?;
+        let kw_bytes = data
+            .get(68..68 + kw_len)
+            .ok_or_else(|| corrupt("keywords"))?;
         let keywords = kw_bytes
             .split(|&b| b == 0)
             .filter(|k| !k.is_empty())
@@ -276,7 +280,8 @@ impl Index {
             .at(path)?;
         for &pos in &self.dirty {
             let rec = Index::record(&self.messages[pos]);
-            file.write_all_at(&rec, (HEADER + pos * RECORD) as u64).at(path)?;
+            file.write_all_at(&rec, (HEADER + pos * RECORD) as u64)
+                .at(path)?;
         }
         file.write_all_at(&self.header(), 0).at(path)?;
         if durable {
@@ -368,7 +373,12 @@ mod tests {
     fn save_incrementally_and_reload() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("INBOX.idx");
-        let stat = MboxStat { dev: 1, ino: 2, size: 0, mtime_ns: 3 };
+        let stat = MboxStat {
+            dev: 1,
+            ino: 2,
+            size: 0,
+            mtime_ns: 3,
+        };
         let mut idx = Index::new(42, stat);
         idx.push(meta(0, 100));
         idx.save(&path, true).unwrap();
@@ -379,7 +389,10 @@ mod tests {
         let loaded = Index::load(&path).unwrap().unwrap();
         assert_eq!(loaded.messages, idx.messages);
         assert_eq!((loaded.uidvalidity, loaded.uidnext), (42, 3));
-        assert_eq!(loaded.keyword_names(loaded.messages[0].keywords), vec!["$Junk"]);
+        assert_eq!(
+            loaded.keyword_names(loaded.messages[0].keywords),
+            vec!["$Junk"]
+        );
         assert_eq!(loaded.generation, idx.generation);
     }
 
@@ -393,7 +406,10 @@ mod tests {
         idx.save(&path, false).unwrap();
         let good = std::fs::read(&path).unwrap();
         std::fs::write(&path, &good[..good.len() - 1]).unwrap();
-        assert!(matches!(Index::load(&path), Err(StorageError::Corrupt { .. })));
+        assert!(matches!(
+            Index::load(&path),
+            Err(StorageError::Corrupt { .. })
+        ));
         let mut bad = good.clone();
         bad[20] ^= 1;
         std::fs::write(&path, &bad).unwrap();

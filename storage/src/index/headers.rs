@@ -53,11 +53,7 @@ pub fn parse(msg: &[u8]) -> ImportedMessage {
                 }
             }
             "x-uid" => out.uid = value.parse().ok().filter(|u| *u > 0),
-            "status" => {
-                if value.contains('R') {
-                    out.flags.insert(Flags::SEEN);
-                }
-            }
+            "status" if value.contains('R') => out.flags.insert(Flags::SEEN),
             "x-status" => {
                 for (c, f) in [
                     ('A', Flags::ANSWERED),

@@ -15,7 +15,7 @@ pub mod sync;
 pub use file::{beside as file_beside, Index, INDEX_SUFFIX};
 pub use flags::Flags;
 pub use headers::ImportedState;
-pub use sync::{Validity, MboxStat};
+pub use sync::{MboxStat, Validity};
 
 /// What the index knows about one message.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -273,13 +273,16 @@ fn import_headers(scanned: Vec<(MessageMeta, headers::ImportedMessage)>, stat: &
     let base = scanned.first().and_then(|(_, h)| h.base.clone());
     let uids_ok = base.as_ref().is_some_and(|b| {
         let mut last = 0u32;
-        scanned.iter().filter(|(_, h)| !h.pseudo).all(|(_, h)| match h.uid {
-            Some(u) if u > last && u < b.uidnext => {
-                last = u;
-                true
-            }
-            _ => false,
-        })
+        scanned
+            .iter()
+            .filter(|(_, h)| !h.pseudo)
+            .all(|(_, h)| match h.uid {
+                Some(u) if u > last && u < b.uidnext => {
+                    last = u;
+                    true
+                }
+                _ => false,
+            })
     });
     let mut index = match &base {
         Some(b) if b.uidvalidity > 0 => Index::new(b.uidvalidity, *stat),

@@ -185,7 +185,9 @@ impl HitchingPost {
             return match linked {
                 // Not a contention failure (permissions, read-only spool...): say so
                 // instead of retrying until the deadline.
-                Err(e) if e.kind() != ErrorKind::AlreadyExists => Err(StorageError::io(&self.lock, e)),
+                Err(e) if e.kind() != ErrorKind::AlreadyExists => {
+                    Err(StorageError::io(&self.lock, e))
+                }
                 _ => Ok(None),
             };
         }
@@ -300,7 +302,10 @@ mod tests {
         assert_eq!(holder.pid, Some(std::process::id() as i32));
         assert_eq!(holder.host.as_deref(), Some(o.hostname.as_str()));
         // Only the lock itself is left in the directory: no hitching posts.
-        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("mbox.lock")]);
         drop(held);
     }
@@ -329,10 +334,20 @@ mod tests {
         let mut o = opts();
         o.stale_after = Duration::from_secs(60);
         let old = std::time::SystemTime::now() - Duration::from_secs(30);
-        File::options().write(true).open(&lock).unwrap().set_modified(old).unwrap();
+        File::options()
+            .write(true)
+            .open(&lock)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
         assert!(DotLock::try_acquire(&lock, &o).unwrap().is_none());
         let older = std::time::SystemTime::now() - Duration::from_secs(120);
-        File::options().write(true).open(&lock).unwrap().set_modified(older).unwrap();
+        File::options()
+            .write(true)
+            .open(&lock)
+            .unwrap()
+            .set_modified(older)
+            .unwrap();
         let got = DotLock::try_acquire(&lock, &o).unwrap();
         assert!(got.is_some());
     }

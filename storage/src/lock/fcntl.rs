@@ -125,7 +125,13 @@ mod tests {
     use std::time::Duration;
 
     fn open(p: &std::path::Path) -> File {
-        File::options().read(true).write(true).create(true).truncate(false).open(p).unwrap()
+        File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(p)
+            .unwrap()
     }
 
     #[test]
@@ -134,16 +140,26 @@ mod tests {
         let p = dir.path().join("mbox");
         let o = LockOptions::default();
         let soon = || Instant::now() + Duration::from_millis(50);
-        let r1 = FcntlGuard::lock(open(&p), LockKind::Read, &o, soon()).unwrap().unwrap();
+        let r1 = FcntlGuard::lock(open(&p), LockKind::Read, &o, soon())
+            .unwrap()
+            .unwrap();
         assert!(r1.is_ofd(), "ext4/tmpfs support OFD locks");
         let r2 = FcntlGuard::lock(open(&p), LockKind::Read, &o, soon()).unwrap();
         assert!(r2.is_some());
-        assert!(FcntlGuard::lock(open(&p), LockKind::Write, &o, soon()).unwrap().is_none());
+        assert!(FcntlGuard::lock(open(&p), LockKind::Write, &o, soon())
+            .unwrap()
+            .is_none());
         drop(r1);
         drop(r2);
-        let w = FcntlGuard::lock(open(&p), LockKind::Write, &o, soon()).unwrap().unwrap();
-        assert!(FcntlGuard::lock(open(&p), LockKind::Read, &o, soon()).unwrap().is_none());
+        let w = FcntlGuard::lock(open(&p), LockKind::Write, &o, soon())
+            .unwrap()
+            .unwrap();
+        assert!(FcntlGuard::lock(open(&p), LockKind::Read, &o, soon())
+            .unwrap()
+            .is_none());
         drop(w);
-        assert!(FcntlGuard::lock(open(&p), LockKind::Read, &o, soon()).unwrap().is_some());
+        assert!(FcntlGuard::lock(open(&p), LockKind::Read, &o, soon())
+            .unwrap()
+            .is_some());
     }
 }

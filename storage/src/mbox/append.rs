@@ -360,7 +360,9 @@ pub fn finish_recovery(session: &mut WriteSession, repaired: Repaired) -> Result
         .position(|m| m.offset >= repaired.start)
         .unwrap_or(index.messages.len());
     for (id, count) in repaired.done {
-        let Some(first) = index.messages.get(pos) else { break };
+        let Some(first) = index.messages.get(pos) else {
+            break;
+        };
         if !id.is_empty() {
             let a = Appended {
                 uidvalidity: index.uidvalidity,

@@ -50,13 +50,14 @@ pub fn expunge(session: &mut WriteSession, uids: &[u32]) -> Result<Vec<u32>> {
     let _ = fs::set_permissions(&tmp, fs::Permissions::from_mode(mode));
     // Lock the new file before it becomes visible, so readers that open it after the
     // rename wait until its index is in place.
-    let guard = FcntlGuard::lock(new, LockKind::Write, session.mailbox.lock_options(), Instant::now())
-        .map_err(cleanup)?
-        .ok_or_else(|| {
-            cleanup(StorageError::LockTimeout {
-                path: tmp.clone(),
-            })
-        })?;
+    let guard = FcntlGuard::lock(
+        new,
+        LockKind::Write,
+        session.mailbox.lock_options(),
+        Instant::now(),
+    )
+    .map_err(cleanup)?
+    .ok_or_else(|| cleanup(StorageError::LockTimeout { path: tmp.clone() }))?;
 
     // Copy runs of kept messages.
     let mut kept = Vec::with_capacity(session.index.messages.len());

@@ -24,7 +24,13 @@ use memchr::memmem;
 pub fn from_line(sender: &str, date: i64) -> Vec<u8> {
     let mut s: String = sender
         .chars()
-        .map(|c| if c.is_whitespace() || c.is_control() { '_' } else { c })
+        .map(|c| {
+            if c.is_whitespace() || c.is_control() {
+                '_'
+            } else {
+                c
+            }
+        })
         .collect();
     if s.is_empty() {
         s = "MAILER-DAEMON".to_string();
@@ -99,7 +105,10 @@ pub fn decoded_len(body: &[u8]) -> u64 {
     let body = strip_separator(body);
     let quoted = memmem::find_iter(body, b"From ")
         .filter(|&i| {
-            let line_start = body[..i].iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+            let line_start = body[..i]
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |p| p + 1);
             i > line_start && body[line_start..i].iter().all(|&b| b == b'>')
         })
         .count();
@@ -198,14 +207,22 @@ mod tests {
         let from_len = encode(&mut out, "a@b", 0, data);
         let starts: Vec<usize> = boundaries(&out).collect();
         assert_eq!(starts, vec![0], "exactly one message boundary in {out:?}");
-        assert_eq!(decoded_len(&out[from_len..]), decode(&out[from_len..], None).len() as u64);
+        assert_eq!(
+            decoded_len(&out[from_len..]),
+            decode(&out[from_len..], None).len() as u64
+        );
         decode(&out[from_len..], Some(data.len() as u64))
     }
 
     #[test]
     fn transcript_of_quoting() {
         let mut out = Vec::new();
-        encode(&mut out, "", 1_700_000_000, b"From me\n>From you\nx From y\n");
+        encode(
+            &mut out,
+            "",
+            1_700_000_000,
+            b"From me\n>From you\nx From y\n",
+        );
         assert_eq!(
             out,
             b"From MAILER-DAEMON Tue Nov 14 22:13:20 2023\n>From me\n>>From you\nx From y\n\n"
@@ -224,7 +241,12 @@ mod tests {
     fn asctime_and_parse_agree() {
         for t in [0i64, 951_782_400, 1_700_000_000, 4_102_444_799] {
             let line = from_line("x@y", t);
-            assert_eq!(from_line_date(&line), Some(t), "{}", String::from_utf8_lossy(&line));
+            assert_eq!(
+                from_line_date(&line),
+                Some(t),
+                "{}",
+                String::from_utf8_lossy(&line)
+            );
         }
         assert_eq!(asctime(0), "Thu Jan  1 00:00:00 1970");
         assert_eq!(

@@ -111,7 +111,10 @@ impl Mailbox {
     }
 
     fn make_dirs(&self) -> Result<()> {
-        for dir in [self.mbox.parent(), self.index_base.parent()].into_iter().flatten() {
+        for dir in [self.mbox.parent(), self.index_base.parent()]
+            .into_iter()
+            .flatten()
+        {
             std::fs::create_dir_all(dir).at(dir)?;
         }
         Ok(())
@@ -251,10 +254,13 @@ impl WriteSession {
                 .map_err(|_| StorageError::NoSuchMessage { uid: *uid })?;
             let mut bits = 0;
             for k in keywords {
-                bits |= self.index.keyword_bit(k).ok_or_else(|| StorageError::InvalidName {
-                    name: k.clone(),
-                    reason: "too many keywords in this mailbox",
-                })?;
+                bits |= self
+                    .index
+                    .keyword_bit(k)
+                    .ok_or_else(|| StorageError::InvalidName {
+                        name: k.clone(),
+                        reason: "too many keywords in this mailbox",
+                    })?;
             }
             let hidden = self.index.messages[pos].flags.0 & Flags::HIDDEN.0;
             self.index.set_flags(pos, Flags(flags.0 | hidden), bits);

@@ -82,7 +82,9 @@ pub fn decode(data: &[u8], path: &Path) -> Result<Vec<NewMessage>> {
             T_SENDER => cur.sender = String::from_utf8_lossy(value).into_owned(),
             T_DATE => cur.date = num() as i64,
             T_FLAGS => cur.flags = Flags(num() as u32),
-            T_KEYWORD => cur.keywords.push(String::from_utf8_lossy(value).into_owned()),
+            T_KEYWORD => cur
+                .keywords
+                .push(String::from_utf8_lossy(value).into_owned()),
             T_QUEUE_ID => cur.queue_id = String::from_utf8_lossy(value).into_owned(),
             T_DATA => {
                 cur.data = value.to_vec();
@@ -256,7 +258,9 @@ pub fn mark_done(dir: &Path, id: &str, a: Appended) -> Result<()> {
 
 /// Results nobody collected and abandoned temporaries.
 fn is_litter(name: &str) -> bool {
-    ["d.", "f.", "tmp.", "x."].iter().any(|p| name.starts_with(p))
+    ["d.", "f.", "tmp.", "x."]
+        .iter()
+        .any(|p| name.starts_with(p))
 }
 
 fn remove_if_old(path: &Path) {
@@ -292,7 +296,11 @@ mod tests {
         assert_eq!(t.state().unwrap(), State::Claimed);
         assert!(!t.cancel(), "a claimed entry cannot be withdrawn");
         assert!(open(dir.path(), "c", &t.id).is_ok());
-        let a = Appended { uidvalidity: 7, first_uid: 3, count: 2 };
+        let a = Appended {
+            uidvalidity: 7,
+            first_uid: 3,
+            count: 2,
+        };
         mark_done(dir.path(), &t.id, a).unwrap();
         assert_eq!(t.state().unwrap(), State::Done(a));
         // Collected: gone.
@@ -303,7 +311,7 @@ mod tests {
     fn unclaimed_entry_can_be_withdrawn_and_orphans_go_back() {
         let dir = tempfile::tempdir().unwrap();
         let m = NewMessage::new("", b"x".to_vec());
-        let t = Ticket::submit(dir.path(), &[m.clone()], "h").unwrap();
+        let t = Ticket::submit(dir.path(), std::slice::from_ref(&m), "h").unwrap();
         assert!(t.cancel());
         assert_eq!(t.state().unwrap(), State::Lost);
         let t2 = Ticket::submit(dir.path(), &[m], "h").unwrap();

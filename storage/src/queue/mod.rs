@@ -74,7 +74,10 @@ impl QueueEntry {
         };
         Ok(QueueEntry {
             id: id.to_string(),
-            sender: rec.str(T_SENDER).ok_or_else(|| missing("sender"))?.to_string(),
+            sender: rec
+                .str(T_SENDER)
+                .ok_or_else(|| missing("sender"))?
+                .to_string(),
             recipients: rec
                 .all(T_RECIPIENT)
                 .map(|r| String::from_utf8_lossy(r).into_owned())
@@ -196,7 +199,7 @@ impl Queue {
             return Ok(None);
         };
         let mut data = Vec::new();
-        (&*fcntl.file()).read_to_end(&mut data).at(&path)?;
+        fcntl.file().read_to_end(&mut data).at(&path)?;
         let entry = QueueEntry::decode(id, &data, &path)?;
         Ok(Some(ClaimedEntry {
             queue: self.clone(),
@@ -249,7 +252,10 @@ impl ClaimedEntry {
 
 /// Open a file only to check an id exists (used by tests).
 pub fn exists(queue: &Queue, id: &str) -> bool {
-    queue.entry_path(id).map(|p| File::open(p).is_ok()).unwrap_or(false)
+    queue
+        .entry_path(id)
+        .map(|p| File::open(p).is_ok())
+        .unwrap_or(false)
 }
 
 #[cfg(test)]
@@ -263,12 +269,15 @@ mod tests {
         let spool = Spool::open(dir.path(), LockOptions::default()).unwrap();
         let q = spool.queue();
         let rcpts = vec!["a@x.test".to_string(), "b@y.test".to_string()];
-        let id = q.enqueue("s@z.test", &rcpts, b"Subject: q\r\n\r\nbody\r\n".to_vec()).unwrap();
+        let id = q
+            .enqueue("s@z.test", &rcpts, b"Subject: q\r\n\r\nbody\r\n".to_vec())
+            .unwrap();
         assert_eq!(q.list().unwrap(), vec![id.clone()]);
         let c = q.claim(&id).unwrap().unwrap();
         assert_eq!(c.entry.recipients, rcpts);
         assert!(q.claim(&id).unwrap().is_none(), "claimed twice");
-        c.defer(vec!["b@y.test".into()], 123, "451 try later").unwrap();
+        c.defer(vec!["b@y.test".into()], 123, "451 try later")
+            .unwrap();
         let c = q.claim(&id).unwrap().unwrap();
         assert_eq!((c.entry.attempts, c.entry.next_try), (1, 123));
         assert_eq!(c.entry.recipients, vec!["b@y.test".to_string()]);

@@ -1,6 +1,6 @@
 //! Helpers shared by the integration tests: run `hamail-spool` as a separate process (a
 //! "host" of its own, named by `HAMAIL_HOSTNAME`), and parse what it prints.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -51,7 +51,12 @@ pub fn append(spool: &Path, user: &str, data: &[u8]) -> (u32, u32) {
         .stdout(Stdio::piped())
         .spawn()
         .expect("spawn");
-    child.stdin.take().expect("stdin").write_all(data).expect("write");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(data)
+        .expect("write");
     let out = child.wait_with_output().expect("wait");
     assert!(out.status.success(), "append failed: {}", out.status);
     let text = String::from_utf8_lossy(&out.stdout);
@@ -82,12 +87,20 @@ pub fn list(spool: &Path, user: &str) -> (u32, u32, Vec<Listed>) {
             }
         })
         .collect();
-    (head[1].parse().expect("uv"), head[3].parse().expect("next"), msgs)
+    (
+        head[1].parse().expect("uv"),
+        head[3].parse().expect("next"),
+        msgs,
+    )
 }
 
 pub fn cat(spool: &Path, user: &str, uid: u32) -> Vec<u8> {
     let out = run(spool_cmd(spool, HOST).args(["cat", "--user", user, "--uid", &uid.to_string()]));
-    assert!(out.status.success(), "cat {uid}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "cat {uid}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out.stdout
 }
 
@@ -96,7 +109,11 @@ pub fn verify(spool: &Path, user: &str) -> Result<usize, String> {
     let out = run(spool_cmd(spool, HOST).args(["verify", "--user", user]));
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     if out.status.success() {
-        Ok(text.trim().strip_prefix("ok ").and_then(|n| n.parse().ok()).unwrap_or(usize::MAX))
+        Ok(text
+            .trim()
+            .strip_prefix("ok ")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(usize::MAX))
     } else {
         Err(format!("{text}{}", String::from_utf8_lossy(&out.stderr)))
     }
@@ -108,5 +125,6 @@ pub fn mbox_path(spool: &Path, user: &str) -> PathBuf {
 
 /// A plain message with a recognisable subject.
 pub fn message(subject: &str) -> Vec<u8> {
-    format!("From: a@example.test\r\nSubject: {subject}\r\n\r\nFrom the body of {subject}\r\n").into_bytes()
+    format!("From: a@example.test\r\nSubject: {subject}\r\n\r\nFrom the body of {subject}\r\n")
+        .into_bytes()
 }
