@@ -80,9 +80,10 @@ fn killed_inside_append_at_every_step() {
             );
         }
         assert!(msgs[0].uid < next_before || msgs.is_empty());
+        let intent = std::fs::read(spool.join("index/bob/INBOX.intent")).unwrap_or_default();
         assert!(
-            !spool.join("index/bob/INBOX.intent").exists(),
-            "{step}: intent left"
+            intent.len() < 4 || intent[..4] == [0; 4],
+            "{step}: intent left active"
         );
         // Life goes on: a new append gets a fresh UID after everything else.
         let (uv3, uid) = append(spool, "bob", &message("after"));

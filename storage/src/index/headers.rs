@@ -81,24 +81,51 @@ pub fn parse(msg: &[u8]) -> ImportedMessage {
     out
 }
 
-/// Unfolded `(name, value)` pairs of the header block (ends at the first empty line).
+/// The names we look for; other fields are skipped without allocating (a cold index
+/// build parses the headers of every message of a possibly huge mailbox).
+const WANTED: [&[u8]; 6] = [
+    b"x-imapbase",
+    b"x-imap",
+    b"x-uid",
+    b"status",
+    b"x-status",
+    b"x-keywords",
+];
+
+fn wanted(name: &[u8]) -> bool {
+    name.eq_ignore_ascii_case(b"subject") || WANTED.iter().any(|w| name.eq_ignore_ascii_case(w))
+}
+
+/// Unfolded `(name, value)` pairs of the wanted fields of the header block (which ends at
+/// the first empty line).
 fn header_fields(head: &[u8]) -> Vec<(String, String)> {
     let mut fields: Vec<(String, String)> = Vec::new();
+    let mut in_wanted = false;
     for raw in head.split(|&b| b == b'\n') {
         let line = raw.strip_suffix(b"\r").unwrap_or(raw);
         if line.is_empty() {
             break;
         }
-        let text = String::from_utf8_lossy(line);
         if line[0] == b' ' || line[0] == b'\t' {
-            if let Some(last) = fields.last_mut() {
-                last.1.push(' ');
-                last.1.push_str(text.trim());
+            if in_wanted {
+                if let Some(last) = fields.last_mut() {
+                    last.1.push(' ');
+                    last.1.push_str(String::from_utf8_lossy(line).trim());
+                }
             }
             continue;
         }
-        if let Some((name, value)) = text.split_once(':') {
-            fields.push((name.trim().to_string(), value.to_string()));
+        in_wanted = false;
+        let Some(colon) = memchr::memchr(b':', line) else {
+            continue;
+        };
+        let name = line[..colon].trim_ascii();
+        if wanted(name) {
+            in_wanted = true;
+            fields.push((
+                String::from_utf8_lossy(name).into_owned(),
+                String::from_utf8_lossy(&line[colon + 1..]).into_owned(),
+            ));
         }
     }
     fields

@@ -117,7 +117,7 @@ pub fn scan(
         // Emit every complete message in buf.
         let mut msg_start = 0usize;
         let mut cursor = search_from.max(1);
-        while let Some(next) = next_boundary(&buf, cursor) {
+        while let Some(next) = format::next_boundary(&buf, cursor) {
             emit(&buf[msg_start..next], buf_offset + msg_start as u64, &mut f);
             msg_start = next;
             cursor = next + 1;
@@ -134,13 +134,6 @@ pub fn scan(
         buf_offset += msg_start as u64;
         search_from = buf.len().saturating_sub(5).max(1);
     }
-}
-
-/// The next message boundary (a `From ` at a line start) at or after `from`.
-fn next_boundary(buf: &[u8], from: usize) -> Option<usize> {
-    // Search from one byte earlier so the "\n" before a "From " at `from` is seen.
-    let base = from - 1;
-    memchr::memmem::find(&buf[base..], b"\nFrom ").map(|i| base + i + 1)
 }
 
 fn emit(span: &[u8], offset: u64, f: &mut impl FnMut(Scanned<'_>)) {

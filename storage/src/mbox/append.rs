@@ -14,29 +14,19 @@
 //! already have been acknowledged), otherwise the file is truncated back to the original
 //! size, so a message is never half there, never lost once acknowledged, never doubled.
 
-use std::fs::{self, OpenOptions};
-use std::io::{ErrorKind, Write};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
-use std::path::Path;
-use std::time::Instant;
+use std::fs;
 
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use super::intent::{self, Intent};
 use super::pending::{self, State, Ticket};
 use super::{format, Appended, Mailbox, NewMessage, WriteSession};
 use crate::error::{IoContext, Result, StorageError};
 use crate::fault;
 use crate::index::{MboxStat, MessageMeta};
 use crate::lock::Backoff;
-use crate::record;
-
-const MAGIC: &[u8; 8] = b"HMINTNT1";
-const T_ORIG: u8 = 1;
-const T_NEW: u8 = 2;
-const T_CRC: u8 = 3;
-const T_DEV: u8 = 4;
-const T_INO: u8 = 5;
-/// A ticket id ("" for the holder's own messages), followed by its T_COUNT.
-const T_TICKET: u8 = 6;
-const T_COUNT: u8 = 7;
 
 /// What a crashed append left to do once the index is in sync.
 #[derive(Debug, Default)]
@@ -56,16 +46,27 @@ pub fn append(mailbox: &Mailbox, msgs: &[NewMessage]) -> Result<Appended> {
         });
     }
     // Uncontended: just do it.
-    if let Some(mut session) = mailbox.try_write()? {
-        return session.append(msgs);
+    let lock_name = crate::lock::dotlock::lock_path(mailbox.mbox_path());
+    if !lock_name.exists() {
+        if let Some(mut session) = mailbox.try_write()? {
+            return session.append(msgs);
+        }
     }
     // Busy: leave the messages for whoever holds the lock, and take the lock ourselves
     // whenever it is free and our messages are still waiting.
     let opts = mailbox.lock_options();
     let ticket = Ticket::submit(&mailbox.pending_dir(), msgs, &opts.hostname)?;
     let deadline = Instant::now() + opts.timeout;
-    let mut backoff = Backoff::new(opts, deadline);
+    // Poll briskly: the holder may finish our append within a millisecond, and every
+    // millisecond we sleep past that is latency for this delivery.
+    let poll = crate::lock::LockOptions {
+        min_backoff: Duration::from_micros(100),
+        max_backoff: Duration::from_millis(5).max(opts.min_backoff),
+        ..opts.clone()
+    };
+    let mut backoff = Backoff::new(&poll, deadline);
     let mut lost_checks = 0;
+    let mut last_try = Instant::now();
     loop {
         match ticket.state()? {
             State::Done(a) => return Ok(a),
@@ -80,14 +81,22 @@ pub fn append(mailbox: &Mailbox, msgs: &[NewMessage]) -> Result<Appended> {
             // the lock is free, take it. Opening the session repairs a dead holder's
             // append (its claims go back to pending) and committing with no messages of
             // our own sweeps the pending entries, ours included.
+            // Trying the lock costs a file create, link and unlink in the mailbox
+            // directory, which slows the holder down; while the dotlock visibly exists,
+            // only try now and then (to notice a stale one).
             State::Pending | State::Claimed => {
-                if let Some(mut session) = mailbox.try_write()? {
-                    session.append(&[])?;
-                    continue;
+                let busy = lock_name.exists() && last_try.elapsed() < Duration::from_millis(50);
+                if !busy {
+                    last_try = Instant::now();
+                    if let Some(mut session) = mailbox.try_write()? {
+                        session.append(&[])?;
+                        continue;
+                    }
                 }
             }
             State::Lost => {
                 lost_checks += 1;
+                backoff = Backoff::new(&poll, deadline);
                 if lost_checks > 3 {
                     return Err(StorageError::Io {
                         path: mailbox.pending_dir(),
@@ -107,7 +116,7 @@ pub fn append(mailbox: &Mailbox, msgs: &[NewMessage]) -> Result<Appended> {
             }
             // Claimed: the holder is writing it right now; wait for the outcome a while
             // longer rather than report a failure for mail that is being delivered.
-            backoff = Backoff::new(opts, Instant::now() + opts.timeout);
+            backoff = Backoff::new(&poll, Instant::now() + opts.timeout);
         }
     }
 }
@@ -158,6 +167,9 @@ fn write_batch(
     let orig = stat.size;
     let first_uid = session.index.uidnext;
     let uidvalidity = session.index.uidvalidity;
+    if std::env::var_os("HAMAIL_DEBUG_BATCH").is_some() {
+        eprintln!("batch {} + {}", own.len(), claimed.len());
+    }
     let all: Vec<&NewMessage> = own
         .iter()
         .chain(claimed.iter().flat_map(|c| c.msgs.iter()))
@@ -196,19 +208,20 @@ fn write_batch(
     let new_size = orig + buf.len() as u64;
 
     // 2. The intent, durable before any byte of the append can be.
-    let mut w = record::Writer::new(MAGIC);
-    w.u64(T_ORIG, orig)
-        .u64(T_NEW, new_size)
-        .u64(T_CRC, crc32fast::hash(&buf) as u64)
-        .u64(T_DEV, stat.dev)
-        .u64(T_INO, stat.ino);
-    w.field(T_TICKET, b"").u64(T_COUNT, own.len() as u64);
-    for c in claimed {
-        w.field(T_TICKET, c.id.as_bytes())
-            .u64(T_COUNT, c.msgs.len() as u64);
-    }
-    let intent = mailbox.intent_path();
-    write_durable(&intent, &w.finish())?;
+    let mut tickets = vec![(String::new(), own.len() as u32)];
+    tickets.extend(claimed.iter().map(|c| (c.id.clone(), c.msgs.len() as u32)));
+    let intent_path = mailbox.intent_path();
+    intent::write(
+        &intent_path,
+        &Intent {
+            orig,
+            new: new_size,
+            crc: crc32fast::hash(&buf),
+            dev: stat.dev,
+            ino: stat.ino,
+            tickets,
+        },
+    )?;
     fault::point("append:after-intent");
 
     // 3. The messages, then one fsync; undo on any error.
@@ -224,7 +237,7 @@ fn write_batch(
     })();
     if let Err(e) = written {
         let _ = file.set_len(orig).and_then(|_| file.sync_data());
-        let _ = fs::remove_file(&intent);
+        let _ = intent::clear(&intent_path);
         return Err(StorageError::io(path, e));
     }
     fault::point("append:after-fsync");
@@ -251,86 +264,41 @@ fn write_batch(
     index.mbox = MboxStat::of(file, path)?;
     index.save(&mailbox.index_path(), false)?;
     fault::point("append:after-index");
-    remove_intent(&intent)?;
+    intent::clear(&intent_path)?;
     fault::point("append:after-intent-removed");
     Ok((first_uid, uidvalidity))
-}
-
-fn write_durable(path: &Path, data: &[u8]) -> Result<()> {
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).at(dir)?;
-    }
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(path)
-        .at(path)?;
-    f.write_all(data).at(path)?;
-    f.sync_data().at(path)
-}
-
-fn remove_intent(path: &Path) -> Result<()> {
-    match fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(StorageError::io(path, e)),
-    }
 }
 
 /// Repair what a crashed append left (called first thing under the write lock).
 pub fn recover(mailbox: &Mailbox, lock: &crate::lock::WriteLock) -> Result<Repaired> {
     let pending_dir = mailbox.pending_dir();
-    let intent = mailbox.intent_path();
+    let intent_path = mailbox.intent_path();
     let mut repaired = Repaired::default();
-    let data = match fs::read(&intent) {
-        Ok(d) => Some(d),
-        Err(e) if e.kind() == ErrorKind::NotFound => None,
-        Err(e) => return Err(StorageError::io(&intent, e)),
-    };
     let mut done_ids: Vec<String> = Vec::new();
-    if let Some(data) = data {
-        match record::Record::decode(&data, MAGIC, "append intent", &intent) {
-            // Torn intent: it was never fsynced, so no byte of that append was written.
-            Err(_) => {}
-            Ok(rec) => {
-                let file = lock.file();
-                let path = mailbox.mbox_path();
-                let stat = MboxStat::of(file, path)?;
-                let get = |t| rec.u64(t).unwrap_or(0);
-                let (orig, new) = (get(T_ORIG), get(T_NEW));
-                let same_file = get(T_DEV) == stat.dev && get(T_INO) == stat.ino;
-                let tickets: Vec<(String, u32)> = rec
-                    .all(T_TICKET)
-                    .zip(rec.all(T_COUNT))
-                    .map(|(id, n)| {
-                        let n = n.try_into().map(u64::from_le_bytes).unwrap_or(0) as u32;
-                        (String::from_utf8_lossy(id).into_owned(), n)
-                    })
-                    .collect();
-                if same_file && new > orig && stat.size >= new {
-                    let mut appended = vec![0u8; (new - orig) as usize];
-                    file.read_exact_at(&mut appended, orig).at(path)?;
-                    if crc32fast::hash(&appended) as u64 == get(T_CRC) {
-                        file.sync_data().at(path)?;
-                        tracing::warn!(mbox = %path.display(), "completed append found after a crash; kept");
-                        repaired.start = orig;
-                        repaired.done = tickets;
-                        done_ids = repaired.done.iter().map(|(id, _)| id.clone()).collect();
-                    } else if stat.size == new {
-                        truncate_back(file, path, orig)?;
-                    } else {
-                        tracing::error!(mbox = %path.display(), orig, new, size = stat.size,
-                            "torn append followed by foreign mail; left for the index rebuild");
-                    }
-                } else if same_file && stat.size > orig {
-                    truncate_back(file, path, orig)?;
-                }
+    if let Some(i) = intent::read(&intent_path)? {
+        let file = lock.file();
+        let path = mailbox.mbox_path();
+        let stat = MboxStat::of(file, path)?;
+        let same_file = i.dev == stat.dev && i.ino == stat.ino;
+        if same_file && i.new > i.orig && stat.size >= i.new {
+            let mut appended = vec![0u8; (i.new - i.orig) as usize];
+            file.read_exact_at(&mut appended, i.orig).at(path)?;
+            if crc32fast::hash(&appended) == i.crc {
+                file.sync_data().at(path)?;
+                tracing::warn!(mbox = %path.display(), "completed append found after a crash; kept");
+                repaired.start = i.orig;
+                done_ids = i.tickets.iter().map(|(id, _)| id.clone()).collect();
+                repaired.done = i.tickets;
+            } else if stat.size == i.new {
+                truncate_back(file, path, i.orig)?;
+            } else {
+                tracing::error!(mbox = %path.display(), orig = i.orig, new = i.new, size = stat.size,
+                    "torn append followed by foreign mail; left for the index rebuild");
             }
+        } else if same_file && stat.size > i.orig && stat.size < i.new {
+            truncate_back(file, path, i.orig)?;
         }
-        remove_intent(&intent)?;
+        intent::clear(&intent_path)?;
     }
     // Every claim not known to be done goes back to pending.
     let orphans: Vec<String> = pending::orphaned_claims(&pending_dir)

@@ -112,11 +112,6 @@ pub fn expunge(session: &mut WriteSession, uids: &[u32]) -> Result<Vec<u32>> {
     Ok(removed)
 }
 
-/// Remove the temporary file of an expunge that crashed before its rename (under lock).
-pub fn remove_leftover(mbox: &std::path::Path) {
-    let _ = fs::remove_file(hidden_beside(mbox));
-}
-
 /// `dir/.<name>.hamail-expunge`: hidden, and no valid user or mailbox name can clash.
 fn hidden_beside(mbox: &std::path::Path) -> PathBuf {
     let name = mbox

@@ -17,6 +17,12 @@
 //! and any other byte pass through untouched.
 
 use memchr::memmem;
+use std::sync::LazyLock;
+
+/// Searchers built once: building one costs more than searching a small message.
+static FROM: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new(b"From "));
+static NL_FROM: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new(b"\nFrom "));
 
 /// Build the separator line for a message from `sender` received at `date` (Unix
 /// seconds). An empty sender (the null reverse-path) becomes `MAILER-DAEMON`; white space
@@ -103,7 +109,8 @@ pub fn decode(body: &[u8], size: Option<u64>) -> Vec<u8> {
 /// Length of the decoded message without building it.
 pub fn decoded_len(body: &[u8]) -> u64 {
     let body = strip_separator(body);
-    let quoted = memmem::find_iter(body, b"From ")
+    let quoted = FROM
+        .find_iter(body)
         .filter(|&i| {
             let line_start = body[..i]
                 .iter()
@@ -124,13 +131,20 @@ fn strip_separator(body: &[u8]) -> &[u8] {
     }
 }
 
+/// The next message boundary (a `From ` at a line start) at or after `from` (≥ 1).
+pub fn next_boundary(buf: &[u8], from: usize) -> Option<usize> {
+    // Search from one byte earlier so the LF before a "From " at `from` is seen.
+    let base = from - 1;
+    NL_FROM.find(&buf[base..]).map(|i| base + i + 1)
+}
+
 /// Offsets (relative to `buf`) of every `From ` line that starts a message in `buf`,
 /// where `buf[0]` is known to be at a line start.
 pub fn boundaries(buf: &[u8]) -> impl Iterator<Item = usize> + '_ {
     let first = buf.starts_with(b"From ").then_some(0);
     first
         .into_iter()
-        .chain(memmem::find_iter(buf, b"\nFrom ").map(|i| i + 1))
+        .chain(NL_FROM.find_iter(buf).map(|i| i + 1))
 }
 
 /// Parse the date of a `From ` line (`From sender Www Mmm dd hh:mm:ss yyyy`), as Unix

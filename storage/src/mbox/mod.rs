@@ -13,6 +13,7 @@
 pub mod append;
 mod expunge;
 pub mod format;
+pub mod intent;
 mod pending;
 
 use std::fs::File;
@@ -122,17 +123,30 @@ impl Mailbox {
 
     /// Lock for writing (creating the mailbox if needed), repair, sync the index.
     pub fn write(&self) -> Result<WriteSession> {
-        self.make_dirs()?;
-        let lock = WriteLock::acquire(&self.mbox, &self.lock)?;
+        let lock = self.with_dirs(|| WriteLock::acquire(&self.mbox, &self.lock))?;
         WriteSession::open(self.clone(), lock)
     }
 
     /// Like [`Mailbox::write`] but without waiting: `None` if somebody holds the mailbox.
     pub fn try_write(&self) -> Result<Option<WriteSession>> {
-        self.make_dirs()?;
-        match WriteLock::try_acquire(&self.mbox, &self.lock)? {
+        match self.with_dirs(|| WriteLock::try_acquire(&self.mbox, &self.lock))? {
             Some(lock) => WriteSession::open(self.clone(), lock).map(Some),
             None => Ok(None),
+        }
+    }
+
+    /// Run `f`; if it failed because a directory is missing (first mail for this user or
+    /// folder), create the directories and run it again. Saves a round trip per
+    /// operation on NFS compared with creating them every time.
+    fn with_dirs<T>(&self, f: impl Fn() -> Result<T>) -> Result<T> {
+        match f() {
+            Err(StorageError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                self.make_dirs()?;
+                f()
+            }
+            other => other,
         }
     }
 
@@ -140,7 +154,7 @@ impl Mailbox {
     pub fn read(&self) -> Result<ReadSession> {
         for _ in 0..3 {
             let lock = ReadLock::acquire(&self.mbox, &self.lock)?;
-            if !self.intent_path().exists() {
+            if intent::read(&self.intent_path())?.is_none() {
                 let stat = MboxStat::of(lock.file(), &self.mbox)?;
                 if let Ok(Some(mut idx)) = Index::load(&self.index_path()) {
                     match index::sync::check(&idx, lock.file(), &stat, &self.mbox)? {
@@ -221,7 +235,6 @@ pub struct WriteSession {
 impl WriteSession {
     fn open(mailbox: Mailbox, lock: WriteLock) -> Result<WriteSession> {
         let repaired = append::recover(&mailbox, &lock)?;
-        expunge::remove_leftover(mailbox.mbox_path());
         let index = sync_index(&mailbox, lock.file())?;
         let mut session = WriteSession {
             mailbox,
@@ -301,16 +314,6 @@ fn sync_index(mailbox: &Mailbox, file: &File) -> Result<Index> {
     let path = mailbox.mbox_path();
     let index_path = mailbox.index_path();
     let stat = MboxStat::of(file, path)?;
-    // An expunge that crashed after renaming the new mbox into place left the matching
-    // index beside the old one.
-    let new_path = index::file_beside(&index_path);
-    if let Ok(Some(idx)) = Index::load(&new_path) {
-        if idx.mbox.ino == stat.ino && idx.mbox.dev == stat.dev {
-            std::fs::rename(&new_path, &index_path).at(&index_path)?;
-        } else {
-            let _ = std::fs::remove_file(&new_path);
-        }
-    }
     let old = match Index::load(&index_path) {
         Ok(old) => old,
         Err(e @ StorageError::Corrupt { .. }) => {
@@ -329,6 +332,16 @@ fn sync_index(mailbox: &Mailbox, file: &File) -> Result<Index> {
             }
             Validity::Rebuild => {}
         }
+    }
+    // An expunge that crashed after renaming the new mbox into place left the matching
+    // index beside the old one.
+    let new_path = index::file_beside(&index_path);
+    if let Ok(Some(idx)) = Index::load(&new_path) {
+        if idx.mbox.ino == stat.ino && idx.mbox.dev == stat.dev && idx.mbox.size == stat.size {
+            std::fs::rename(&new_path, &index_path).at(&index_path)?;
+            return Ok(idx);
+        }
+        let _ = std::fs::remove_file(&new_path);
     }
     let mut idx = index::sync::rebuild(old.as_ref(), file, &stat, path)?;
     idx.write_new(&index_path, true)?;

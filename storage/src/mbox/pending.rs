@@ -128,21 +128,29 @@ impl Ticket {
         })
     }
 
+    /// Where the entry stands. One directory read, not a lookup per name: on NFS a
+    /// cached positive lookup could show a renamed entry for as long as the attribute
+    /// cache lasts, while reading the directory revalidates it.
     pub fn state(&self) -> Result<State> {
-        if self.dir.join(format!("p.{}", self.id)).exists() {
-            return Ok(State::Pending);
-        }
-        if self.dir.join(format!("c.{}", self.id)).exists() {
-            return Ok(State::Claimed);
-        }
-        let done_prefix = format!("d.{}.", self.id);
+        let pending = format!("p.{}", self.id);
+        let claimed = format!("c.{}", self.id);
         let failed = format!("f.{}", self.id);
+        let done_prefix = format!("d.{}.", self.id);
         for entry in fs::read_dir(&self.dir).at(&self.dir)? {
             let name = entry.at(&self.dir)?.file_name();
             let Some(name) = name.to_str() else { continue };
+            if name == pending {
+                return Ok(State::Pending);
+            }
+            if name == claimed {
+                return Ok(State::Claimed);
+            }
+            if name == failed {
+                let _ = fs::remove_file(self.dir.join(name));
+                return Ok(State::Failed);
+            }
             if let Some(rest) = name.strip_prefix(&done_prefix) {
-                let path = self.dir.join(name);
-                let _ = fs::remove_file(&path);
+                let _ = fs::remove_file(self.dir.join(name));
                 let nums: Vec<u32> = rest.split('.').filter_map(|n| n.parse().ok()).collect();
                 return Ok(match nums[..] {
                     [uidvalidity, first_uid, count] => State::Done(Appended {
@@ -153,18 +161,8 @@ impl Ticket {
                     _ => State::Lost,
                 });
             }
-            if name == failed {
-                let _ = fs::remove_file(self.dir.join(name));
-                return Ok(State::Failed);
-            }
         }
-        // A rename may have happened between our checks: look once more.
-        if self.dir.join(format!("p.{}", self.id)).exists() {
-            return Ok(State::Pending);
-        }
-        if self.dir.join(format!("c.{}", self.id)).exists() {
-            return Ok(State::Claimed);
-        }
+        // Renames are atomic, but a directory read racing one may miss both names.
         Ok(State::Lost)
     }
 
