@@ -122,6 +122,43 @@ pub fn decoded_len(body: &[u8]) -> u64 {
     (body.len() - quoted) as u64
 }
 
+/// Length of a message body without its separator line.
+pub fn stripped_len(body: &[u8]) -> u64 {
+    strip_separator(body).len() as u64
+}
+
+/// Every `From ` in `buf` (positions).
+pub fn find_from(buf: &[u8]) -> impl Iterator<Item = usize> + '_ {
+    FROM.find_iter(buf)
+}
+
+/// What a `From ` at `buf[i]` is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FromAt {
+    /// At the start of a line: a message boundary.
+    LineStart,
+    /// After one or more `>` at the start of a line: a quoted line.
+    Quoted,
+    /// Anywhere else.
+    InLine,
+}
+
+/// Classify the `From ` at `buf[i]` (`i ≥ 1`; `buf[0]` is a line start).
+pub fn classify_from(buf: &[u8], i: usize) -> FromAt {
+    if buf[i - 1] == b'\n' {
+        return FromAt::LineStart;
+    }
+    let mut k = i;
+    while k > 0 && buf[k - 1] == b'>' {
+        k -= 1;
+    }
+    if k < i && (k == 0 || buf[k - 1] == b'\n') {
+        FromAt::Quoted
+    } else {
+        FromAt::InLine
+    }
+}
+
 /// The blank separator line is the last LF of a span ending in LF LF (or a lone LF).
 fn strip_separator(body: &[u8]) -> &[u8] {
     if body.ends_with(b"\n\n") || body == b"\n" {
