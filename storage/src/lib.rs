@@ -11,6 +11,7 @@
 
 pub mod error;
 pub mod fault;
+mod fsutil;
 pub mod index;
 pub mod lock;
 pub mod mbox;

@@ -14,8 +14,8 @@
 //! records in place. Expunge writes a whole new file beside the old one and renames it.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::io::Read;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use super::sync::MboxStat;
@@ -156,6 +156,11 @@ impl Index {
         Index::decode(&data, path).map(Some)
     }
 
+    /// Decode an index from bytes (for tools and fuzzing).
+    pub fn decode_bytes(data: &[u8]) -> Result<Index> {
+        Index::decode(data, Path::new("<bytes>"))
+    }
+
     fn decode(data: &[u8], path: &Path) -> Result<Index> {
         let corrupt = |reason: &str| StorageError::Corrupt {
             what: "index",
@@ -267,11 +272,7 @@ impl Index {
         if self.persisted == 0 {
             return self.write_new(path, durable);
         }
-        let file = OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(path)
-            .at(path)?;
+        let file = OpenOptions::new().write(true).open(path).at(path)?;
         let mut tail = Vec::with_capacity((self.messages.len() - self.persisted) * RECORD);
         for m in &self.messages[self.persisted..] {
             tail.extend_from_slice(&Index::record(m));
@@ -296,12 +297,9 @@ impl Index {
     /// (fsynced when `durable`).
     pub fn write_new(&mut self, path: &Path, durable: bool) -> Result<()> {
         let tmp = self.write_beside(path)?;
-        if durable {
-            File::open(&tmp).and_then(|f| f.sync_all()).at(&tmp)?;
-        }
         std::fs::rename(&tmp, path).at(path)?;
         if durable {
-            crate::mbox::fsync_dir(path)?;
+            crate::fsutil::fsync_dir(path)?;
         }
         Ok(())
     }
@@ -318,16 +316,7 @@ impl Index {
         for m in &self.messages {
             data.extend_from_slice(&Index::record(m));
         }
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(&tmp)
-            .at(&tmp)?;
-        f.write_all(&data).at(&tmp)?;
-        f.sync_data().at(&tmp)?;
+        crate::fsutil::write_synced(&tmp, &data)?;
         self.persisted = self.messages.len();
         self.dirty.clear();
         Ok(tmp)

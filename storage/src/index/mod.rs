@@ -14,7 +14,7 @@ pub mod sync;
 
 pub use file::{beside as file_beside, Index, INDEX_SUFFIX};
 pub use flags::Flags;
-pub use headers::ImportedState;
+pub use headers::{parse as headers_parse, ImportedMessage, ImportedState};
 pub use sync::{MboxStat, Validity};
 
 /// What the index knows about one message.

@@ -14,9 +14,9 @@
 //! what was renamed is still the stale file, so two hosts breaking the same stale lock
 //! cannot remove a fresh one.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{ErrorKind, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -158,13 +158,7 @@ impl HitchingPost {
             seq = SEQ.fetch_add(1, Ordering::Relaxed),
             rand = fastrand::u32(..),
         ));
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(&post)
-            .at(&post)?;
+        let mut file = crate::fsutil::create_new(&post, 0o644)?;
         let post_guard = HitchingPost {
             post,
             lock: lock.to_path_buf(),

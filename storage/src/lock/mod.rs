@@ -14,8 +14,7 @@
 pub mod dotlock;
 pub mod fcntl;
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -182,15 +181,7 @@ fn open_rw(mbox: &Path) -> Result<File> {
     if let Some(dir) = mbox.parent() {
         std::fs::create_dir_all(dir).at(dir)?;
     }
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(mbox)
-        .at(mbox)
+    crate::fsutil::open_or_create(mbox)
 }
 
 /// A mailbox held for reading: an open read-only file with an fcntl read lock.
@@ -203,11 +194,7 @@ impl ReadLock {
     /// Open `mbox` read-only and take a shared fcntl lock. `NoSuchMailbox` if absent.
     pub fn acquire(mbox: &Path, opts: &LockOptions) -> Result<ReadLock> {
         let deadline = Instant::now() + opts.timeout;
-        let file = match OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(mbox)
-        {
+        let file = match File::open(mbox) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(StorageError::NoSuchMailbox {

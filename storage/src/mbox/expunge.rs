@@ -7,8 +7,8 @@
 //! the surviving messages' bytes are unchanged).
 
 use std::collections::HashSet;
-use std::fs::{self, OpenOptions};
-use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
+use std::fs::{self};
+use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -35,14 +35,7 @@ pub fn expunge(session: &mut WriteSession, uids: &[u32]) -> Result<Vec<u32>> {
     let old = session.lock.file();
     let mode = old.metadata().at(&mbox)?.permissions().mode() & 0o7777;
     let _ = fs::remove_file(&tmp); // left by an earlier crash
-    let new = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(&tmp)
-        .at(&tmp)?;
+    let new = crate::fsutil::create_new(&tmp, mode)?;
     let cleanup = |e: StorageError| {
         let _ = fs::remove_file(&tmp);
         e

@@ -10,7 +10,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::ErrorKind;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use crate::error::{IoContext, Result, StorageError};
@@ -89,21 +89,9 @@ impl Intent {
     }
 }
 
-fn open(path: &Path) -> Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(path)
-        .at(path)
-}
-
 /// Record `intent` durably (in place, fdatasync).
 pub fn write(path: &Path, intent: &Intent) -> Result<()> {
-    let f = open(path)?;
+    let f = crate::fsutil::open_or_create(path)?;
     f.write_all_at(&intent.encode(), 0).at(path)?;
     f.sync_data().at(path)
 }

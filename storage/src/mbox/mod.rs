@@ -348,8 +348,4 @@ fn sync_index(mailbox: &Mailbox, file: &File) -> Result<Index> {
     Ok(idx)
 }
 
-/// fsync the directory containing `path`, making a rename or create in it durable.
-pub fn fsync_dir(path: &Path) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    File::open(dir).and_then(|d| d.sync_all()).at(dir)
-}
+pub use crate::fsutil::fsync_dir;

@@ -15,9 +15,8 @@
 //! append completed). The files need no fsync: until the mbox append is fsynced nobody
 //! has been told the message is delivered.
 
-use std::fs::{self, OpenOptions};
+use std::fs::{self};
 use std::io::{ErrorKind, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
@@ -108,13 +107,7 @@ impl Ticket {
         )
         .replace('/', "_");
         let tmp = dir.join(format!("tmp.{id}"));
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(&tmp)
-            .at(&tmp)?;
+        let mut f = crate::fsutil::create_new(&tmp, 0o600)?;
         if let Err(e) = f.write_all(&encode(msgs)) {
             let _ = fs::remove_file(&tmp);
             return Err(StorageError::io(&tmp, e));

@@ -9,14 +9,13 @@
 //! ([`crate::record`]) makes a truncated file fail to decode instead of half-reading.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{ErrorKind, Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::{ErrorKind, Read};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::error::{IoContext, Result, StorageError};
+use crate::fsutil::fsync_dir;
 use crate::lock::{dotlock, DotLock, FcntlGuard, LockKind, LockOptions};
-use crate::mbox::fsync_dir;
 use crate::record;
 
 const MAGIC: &[u8; 8] = b"HMQUEUE1";
@@ -149,20 +148,9 @@ impl Queue {
         fs::create_dir_all(&tmp_dir).at(&tmp_dir)?;
         let tmp = tmp_dir.join(&entry.id);
         let dest = self.entry_path(&entry.id)?;
-        let result = (|| {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .custom_flags(libc::O_CLOEXEC)
-                .open(&tmp)?;
-            f.write_all(&entry.encode())?;
-            f.sync_all()
-        })();
-        if let Err(e) = result {
+        if let Err(e) = crate::fsutil::write_synced(&tmp, &entry.encode()) {
             let _ = fs::remove_file(&tmp);
-            return Err(StorageError::io(&tmp, e));
+            return Err(e);
         }
         fs::rename(&tmp, &dest).at(&dest)?;
         fsync_dir(&dest)
