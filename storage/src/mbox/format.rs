@@ -197,6 +197,10 @@ pub fn from_line_date(line: &[u8]) -> Option<i64> {
         let (h, m) = (hms.next()?.ok()?, hms.next()?.ok()?);
         let s = hms.next().and_then(|x| x.ok()).unwrap_or(0);
         let year: i64 = words[i + 3].parse().ok()?;
+        // Out-of-range fields make the date unknown rather than overflow.
+        if !(1..=31).contains(&day) || h > 23 || m > 59 || s > 60 || !(1..=9999).contains(&year) {
+            return None;
+        }
         let days = days_from_civil(year, month as u32 + 1, day);
         Some(days * 86400 + (h * 3600 + m * 60 + s) as i64)
     })
@@ -300,6 +304,9 @@ mod tests {
             );
         }
         assert_eq!(asctime(0), "Thu Jan  1 00:00:00 1970");
+        // Found by fuzzing: huge fields must not overflow.
+        assert_eq!(from_line_date(b"From x Mon Dec 5 455555555:55 2020\n"), None);
+        assert_eq!(from_line_date(b"From x Mon Dec 99 10:00:00 2020\n"), None);
         assert_eq!(
             from_line_date(b"From MAILER-DAEMON  Fri Jul  8 12:08:34 2011\n"),
             Some(1_310_126_914)
