@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{IoContext, Result, StorageError};
 use crate::lock::LockOptions;
-use crate::mbox::Mailbox;
+use crate::mbox::{Appended, Mailbox, NewMessage};
 use crate::queue::Queue;
 
 /// A spool root plus the lock settings every operation on it uses.
@@ -67,6 +67,17 @@ impl Spool {
             self.root.join("index").join(user).join(name),
             self.lock.clone(),
         ))
+    }
+
+    /// Deliver one message (one queue id) to several local users: each INBOX is
+    /// appended independently, so one recipient's full or locked mailbox does not hold
+    /// up the others. Results are per recipient, in order; the caller keeps the failed
+    /// ones in the queue (temporary) or bounces them (permanent).
+    pub fn deliver(&self, users: &[&str], msg: &NewMessage) -> Vec<Result<Appended>> {
+        users
+            .iter()
+            .map(|u| self.inbox(u)?.append(std::slice::from_ref(msg)))
+            .collect()
     }
 
     /// The shared queue.
@@ -147,6 +158,22 @@ mod tests {
         }
         for good in ["Sent", "Archive/2024", "Entwürfe", "a.b"] {
             assert!(validate_mailbox(good).is_ok(), "mailbox {good:?}");
+        }
+    }
+
+    #[test]
+    fn delivery_to_several_users_is_independent() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path(), LockOptions::default()).unwrap();
+        let mut msg = NewMessage::new("s@x.test", b"Subject: all\n\nhi\n".to_vec());
+        msg.queue_id = "Q123".into();
+        let results = spool.deliver(&["ann", "../evil", "ben"], &msg);
+        assert!(results[0].is_ok() && results[2].is_ok());
+        assert!(matches!(results[1], Err(StorageError::InvalidName { .. })));
+        for u in ["ann", "ben"] {
+            let s = spool.inbox(u).unwrap().read().unwrap();
+            let m = s.index().by_uid(1).unwrap();
+            assert_eq!(s.read_message(m).unwrap(), msg.data);
         }
     }
 

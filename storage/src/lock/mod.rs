@@ -172,9 +172,6 @@ impl WriteLock {
     pub fn refresh(&self) -> Result<()> {
         self.dotlock.refresh()
     }
-
-    /// Release the fcntl lock and dotlock but keep nothing open.
-    pub fn release(self) {}
 }
 
 fn open_rw(mbox: &Path) -> Result<File> {

@@ -210,6 +210,7 @@ fn write_batch(
     // 2. The intent, durable before any byte of the append can be.
     let mut tickets = vec![(String::new(), own.len() as u32)];
     tickets.extend(claimed.iter().map(|c| (c.id.clone(), c.msgs.len() as u32)));
+    let queue_ids = all.iter().map(|m| m.queue_id.clone()).collect();
     let intent_path = mailbox.intent_path();
     intent::write(
         &intent_path,
@@ -220,6 +221,7 @@ fn write_batch(
             dev: stat.dev,
             ino: stat.ino,
             tickets,
+            queue_ids,
         },
     )?;
     fault::point("append:after-intent");
@@ -238,11 +240,24 @@ fn write_batch(
     if let Err(e) = written {
         let _ = file.set_len(orig).and_then(|_| file.sync_data());
         let _ = intent::clear(&intent_path);
+        // The mbox is as before but its mtime moved: record that, or the next open would
+        // take the mailbox for edited and rebuild the index (which needs the space that
+        // just ran out). The header is rewritten in place, needing no new blocks.
+        if let Ok(stat) = MboxStat::of(file, path) {
+            if stat.size == session.index.covered() {
+                session.index.mbox = stat;
+                let _ = session.index.save(&mailbox.index_path(), false);
+            }
+        }
         return Err(StorageError::io(path, e));
     }
     fault::point("append:after-fsync");
 
-    // 4. Index, intent, tickets.
+    // 4. Index, intent, tickets. The messages are durable now: a failure from here on
+    // (say the disk filled up under the index) must not be reported as a failed
+    // delivery, or the sender would retry and the message arrive twice. The next opener
+    // extends the index to the same UIDs (assignment is deterministic) and treats a
+    // leftover intent whose bytes are all there as a completed append.
     let index = &mut session.index;
     if lead > 0 {
         index.grow_last(&buf[..lead as usize]);
@@ -261,10 +276,17 @@ fn write_batch(
             index.set_flags(i, flags, bits);
         }
     }
-    index.mbox = MboxStat::of(file, path)?;
-    index.save(&mailbox.index_path(), false)?;
+    let saved = MboxStat::of(file, path).and_then(|stat| {
+        index.mbox = stat;
+        index.save(&mailbox.index_path(), false)
+    });
+    if let Err(e) = saved {
+        tracing::warn!(error = %e, "index not updated after a durable append; the next open repairs it");
+    }
     fault::point("append:after-index");
-    intent::clear(&intent_path)?;
+    if let Err(e) = intent::clear(&intent_path) {
+        tracing::warn!(error = %e, "append intent not cleared; the next open finds the append complete");
+    }
     fault::point("append:after-intent-removed");
     Ok((first_uid, uidvalidity))
 }
@@ -285,11 +307,13 @@ pub fn recover(mailbox: &Mailbox, lock: &crate::lock::WriteLock) -> Result<Repai
             file.read_exact_at(&mut appended, i.orig).at(path)?;
             if crc32fast::hash(&appended) == i.crc {
                 file.sync_data().at(path)?;
-                tracing::warn!(mbox = %path.display(), "completed append found after a crash; kept");
+                tracing::warn!(mbox = %path.display(), queue_ids = ?i.queue_ids,
+                    "completed append found after a crash; kept");
                 repaired.start = i.orig;
                 done_ids = i.tickets.iter().map(|(id, _)| id.clone()).collect();
                 repaired.done = i.tickets;
             } else if stat.size == i.new {
+                tracing::warn!(queue_ids = ?i.queue_ids, "undoing an interrupted append");
                 truncate_back(file, path, i.orig)?;
             } else {
                 tracing::error!(mbox = %path.display(), orig = i.orig, new = i.new, size = stat.size,

@@ -305,7 +305,10 @@ mod tests {
         }
         assert_eq!(asctime(0), "Thu Jan  1 00:00:00 1970");
         // Found by fuzzing: huge fields must not overflow.
-        assert_eq!(from_line_date(b"From x Mon Dec 5 455555555:55 2020\n"), None);
+        assert_eq!(
+            from_line_date(b"From x Mon Dec 5 455555555:55 2020\n"),
+            None
+        );
         assert_eq!(from_line_date(b"From x Mon Dec 99 10:00:00 2020\n"), None);
         assert_eq!(
             from_line_date(b"From MAILER-DAEMON  Fri Jul  8 12:08:34 2011\n"),

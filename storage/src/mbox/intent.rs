@@ -25,6 +25,7 @@ const T_INO: u8 = 5;
 /// A ticket id ("" for the holder's own messages), followed by its T_COUNT.
 const T_TICKET: u8 = 6;
 const T_COUNT: u8 = 7;
+const T_QUEUE_ID: u8 = 8;
 const BLOCK: usize = 4096;
 
 /// An append in progress.
@@ -41,6 +42,8 @@ pub struct Intent {
     pub ino: u64,
     /// Whose messages, in order: (ticket id or "" for the holder's own, message count).
     pub tickets: Vec<(String, u32)>,
+    /// The queue id of each message, in order (for the logs of a repair).
+    pub queue_ids: Vec<String>,
 }
 
 impl Intent {
@@ -53,6 +56,9 @@ impl Intent {
             .u64(T_INO, self.ino);
         for (id, n) in &self.tickets {
             w.field(T_TICKET, id.as_bytes()).u64(T_COUNT, *n as u64);
+        }
+        for q in &self.queue_ids {
+            w.field(T_QUEUE_ID, q.as_bytes());
         }
         let rec = w.finish();
         let mut out = Vec::with_capacity((rec.len() + 4).div_ceil(BLOCK) * BLOCK);
@@ -84,6 +90,10 @@ impl Intent {
                     let n = n.try_into().map(u64::from_le_bytes).unwrap_or(0) as u32;
                     (String::from_utf8_lossy(id).into_owned(), n)
                 })
+                .collect(),
+            queue_ids: rec
+                .all(T_QUEUE_ID)
+                .map(|q| String::from_utf8_lossy(q).into_owned())
                 .collect(),
         })
     }
@@ -144,6 +154,7 @@ mod tests {
             dev: 1,
             ino: 2,
             tickets: vec![(String::new(), 1), ("h.1.2.3".into(), 2)],
+            queue_ids: vec!["Q1".into(), "Q2".into(), "Q2".into()],
         };
         write(&p, &i).unwrap();
         assert_eq!(read(&p).unwrap(), Some(i.clone()));

@@ -275,6 +275,37 @@ mod tests {
     }
 
     #[test]
+    fn a_dead_hosts_claim_is_taken_over_once_stale() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = LockOptions {
+            stale_after: std::time::Duration::from_secs(60),
+            ..LockOptions::default()
+        };
+        let spool = Spool::open(dir.path(), opts).unwrap();
+        let q = spool.queue();
+        let id = q.enqueue("", &["a@x".into()], b"x".to_vec()).unwrap();
+        // host2 claimed it and died: its lock stays behind, refreshed 30 s ago.
+        let lock = dir.path().join("queue").join(format!("{id}.lock"));
+        fs::write(&lock, "4242\nhost2\n").unwrap();
+        let ago = |s| std::time::SystemTime::now() - std::time::Duration::from_secs(s);
+        File::options()
+            .write(true)
+            .open(&lock)
+            .unwrap()
+            .set_modified(ago(30))
+            .unwrap();
+        assert!(q.claim(&id).unwrap().is_none(), "not stale yet");
+        File::options()
+            .write(true)
+            .open(&lock)
+            .unwrap()
+            .set_modified(ago(120))
+            .unwrap();
+        let c = q.claim(&id).unwrap().expect("stale claim taken over");
+        assert_eq!(c.entry.recipients, vec!["a@x".to_string()]);
+    }
+
+    #[test]
     fn truncated_entry_is_detected() {
         let dir = tempfile::tempdir().unwrap();
         let spool = Spool::open(dir.path(), LockOptions::default()).unwrap();
