@@ -179,7 +179,11 @@ fn big_mailbox(a: &Args) -> Res<()> {
         a.messages,
         size as f64 / 1e9
     );
-    let warm_read = read_speed(&path)?;
+    // Best of 3: a page-cache read is a memory copy and varies with what else runs.
+    let mut warm_read = 0f64;
+    for _ in 0..3 {
+        warm_read = warm_read.max(read_speed(&path)?);
+    }
     let cold_read = if drop_caches() {
         Some(read_speed(&path)?)
     } else {
@@ -200,6 +204,18 @@ fn big_mailbox(a: &Args) -> Res<()> {
             return Err("cold open found the wrong number of messages".into());
         }
         builds.push((cold, t, size as f64 / t.as_secs_f64()));
+    }
+    // The build itself (scan + UID assignment, in memory), without locking and writing.
+    let f = std::fs::File::open(&path)?;
+    let stat = hamail_storage::index::MboxStat::of(&f, &path)?;
+    let mut build_only = Duration::MAX;
+    for _ in 0..3 {
+        let start = Instant::now();
+        let built = hamail_storage::index::sync::rebuild(None, &f, &stat, &path)?;
+        build_only = build_only.min(start.elapsed());
+        if built.messages.len() != a.messages {
+            return Err("the in-memory build found the wrong number of messages".into());
+        }
     }
     // Warm open: valid index.
     let mut warm = Vec::new();
@@ -252,6 +268,12 @@ fn big_mailbox(a: &Args) -> Res<()> {
             100.0 * speed / base
         );
     }
+    println!(
+        "index build alone (page cache, in memory, best of 3): {} = {:.0} MB/s = {:.0}% of sequential read",
+        ms(build_only),
+        size as f64 / build_only.as_secs_f64() / 1e6,
+        100.0 * size as f64 / build_only.as_secs_f64() / warm_read
+    );
     println!(
         "open with valid index (read lock, median of 5): {}",
         ms(warm[2])

@@ -213,18 +213,88 @@ pub fn new_uidvalidity(previous: Option<u32>) -> u32 {
     now.max(previous.map_or(1, |p| p.wrapping_add(1)).max(1))
 }
 
+/// Below this size a full scan runs on one thread.
+const PARALLEL_MIN: u64 = 64 << 20;
+
+/// Scan the whole mbox (parsing headers for import if asked). Large files are cut at
+/// message boundaries into one part per core and scanned in parallel: the scan is
+/// CPU-bound (search + CRC) once the file is in the page cache.
+fn scan_all(
+    file: &File,
+    path: &Path,
+    size: u64,
+    import: bool,
+) -> Result<Vec<(MessageMeta, headers::ImportedMessage)>> {
+    let scan_part =
+        |start: u64, end: u64| -> Result<Vec<(MessageMeta, headers::ImportedMessage)>> {
+            let mut out = Vec::new();
+            scan(file, path, start, end, |s| {
+                let imported = if import {
+                    headers::parse(s.head)
+                } else {
+                    headers::ImportedMessage::default()
+                };
+                out.push((s.meta, imported));
+            })?;
+            Ok(out)
+        };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8) as u64;
+    if size < PARALLEL_MIN || threads < 2 {
+        return scan_part(0, size);
+    }
+    let mut cuts = vec![0u64];
+    for k in 1..threads {
+        if let Some(b) = boundary_after(file, path, k * size / threads, size)? {
+            if b > *cuts.last().unwrap_or(&0) {
+                cuts.push(b);
+            }
+        }
+    }
+    cuts.push(size);
+    let parts: Vec<Result<Vec<_>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = cuts
+            .windows(2)
+            .map(|w| {
+                let (a, b) = (w[0], w[1]);
+                scope.spawn(move || scan_part(a, b))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err(scan_panicked(path))))
+            .collect()
+    });
+    let mut all = Vec::new();
+    for part in parts {
+        all.extend(part?);
+    }
+    Ok(all)
+}
+
+fn scan_panicked(path: &Path) -> crate::error::StorageError {
+    crate::error::StorageError::Corrupt {
+        what: "mbox",
+        path: path.to_path_buf(),
+        reason: "scan thread panicked".into(),
+    }
+}
+
+/// The first message boundary at or after `from` (a `From ` at a line start), if any
+/// within the next few megabytes.
+fn boundary_after(file: &File, path: &Path, from: u64, size: u64) -> Result<Option<u64>> {
+    const WINDOW: u64 = 4 << 20;
+    let start = from.saturating_sub(1);
+    let len = WINDOW.min(size - start) as usize;
+    let mut buf = vec![0u8; len];
+    file.read_exact_at(&mut buf, start).at(path)?;
+    Ok(memchr::memmem::find(&buf, b"\nFrom ").map(|i| start + i as u64 + 1))
+}
+
 /// Build an index from the whole mbox, keeping what `old` knew where it still applies.
 pub fn rebuild(old: Option<&Index>, file: &File, stat: &MboxStat, path: &Path) -> Result<Index> {
-    let mut scanned: Vec<(MessageMeta, headers::ImportedMessage)> = Vec::new();
-    let import = old.is_none();
-    scan(file, path, 0, stat.size, |s| {
-        let imported = if import {
-            headers::parse(s.head)
-        } else {
-            headers::ImportedMessage::default()
-        };
-        scanned.push((s.meta, imported));
-    })?;
+    let scanned = scan_all(file, path, stat.size, old.is_none())?;
     let index = match old {
         Some(old) => match keep_uids(old, &scanned, stat) {
             Some(index) => index,
@@ -389,5 +459,29 @@ mod tests {
             }).unwrap();
             prop_assert_eq!(got, expect);
         }
+    }
+
+    #[test]
+    fn parallel_scan_finds_the_same_messages_as_one_pass() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mbox");
+        let mut data = Vec::new();
+        let mut n = 0;
+        while (data.len() as u64) < PARALLEL_MIN + (3 << 20) {
+            let body = format!("Subject: {n}\n\nFrom x\n{}\n", "y".repeat(n % 5000));
+            format::encode(&mut data, "s", n as i64, body.as_bytes());
+            n += 1;
+        }
+        std::fs::write(&path, &data).unwrap();
+        let file = File::open(&path).unwrap();
+        let mut one = Vec::new();
+        scan(&file, &path, 0, data.len() as u64, |s| one.push(s.meta)).unwrap();
+        let all: Vec<MessageMeta> = scan_all(&file, &path, data.len() as u64, true)
+            .unwrap()
+            .into_iter()
+            .map(|(m, _)| m)
+            .collect();
+        assert_eq!(one.len(), n);
+        assert_eq!(all, one);
     }
 }

@@ -152,11 +152,18 @@ impl Mailbox {
 
     /// Lock for reading. `NoSuchMailbox` if the mbox does not exist.
     pub fn read(&self) -> Result<ReadSession> {
+        // An index just brought up to date under the write lock: reused if nothing
+        // changed between releasing that lock and taking the read lock.
+        let mut repaired: Option<Index> = None;
         for _ in 0..3 {
             let lock = ReadLock::acquire(&self.mbox, &self.lock)?;
             if intent::read(&self.intent_path())?.is_none() {
                 let stat = MboxStat::of(lock.file(), &self.mbox)?;
-                if let Ok(Some(mut idx)) = Index::load(&self.index_path()) {
+                let loaded = match repaired.take() {
+                    Some(idx) => Some(idx),
+                    None => Index::load(&self.index_path()).ok().flatten(),
+                };
+                if let Some(mut idx) = loaded {
                     match index::sync::check(&idx, lock.file(), &stat, &self.mbox)? {
                         Validity::Valid => return Ok(ReadSession::new(self, lock, idx)),
                         Validity::Extend => {
@@ -170,7 +177,7 @@ impl Mailbox {
             }
             // Repair or rebuild needs the write lock; take it, then read again.
             drop(lock);
-            drop(self.write()?);
+            repaired = Some(self.write()?.index);
         }
         Err(StorageError::LockTimeout {
             path: self.mbox.clone(),
