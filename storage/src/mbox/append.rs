@@ -89,6 +89,11 @@ pub fn append(mailbox: &Mailbox, msgs: &[NewMessage]) -> Result<Appended> {
                 if !busy {
                     last_try = Instant::now();
                     if let Some(mut session) = mailbox.try_write()? {
+                        // Still waiting: take it back and write it ourselves (no
+                        // directory listing involved, which NFS may serve stale).
+                        if ticket.cancel() {
+                            return session.append(msgs);
+                        }
                         session.append(&[])?;
                         continue;
                     }

@@ -5,7 +5,8 @@
 //! tmp.<id>                         being written by the submitter
 //! p.<id>                           complete, waiting (renamed from tmp: never seen half)
 //! c.<id>                           claimed by the lock holder, which is appending it
-//! d.<id>.<uidvalidity>.<first>.<n> done: fsynced in the mbox and indexed
+//! d.<id>                           done: fsynced in the mbox and indexed; holds where
+//!                                  (UIDVALIDITY, first UID, count)
 //! f.<id>                           failed (unreadable); the submitter reports an error
 //! ```
 //!
@@ -15,7 +16,7 @@
 //! append completed). The files need no fsync: until the mbox append is fsynced nobody
 //! has been told the message is delivered.
 
-use std::fs::{self};
+use std::fs;
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,6 +35,12 @@ const T_KEYWORD: u8 = 4;
 const T_QUEUE_ID: u8 = 5;
 /// Ends one message's group of fields.
 const T_DATA: u8 = 6;
+
+/// The result record in `d.<id>`.
+const DONE_MAGIC: &[u8; 8] = b"HMDONE01";
+const T_UIDVALIDITY: u8 = 1;
+const T_FIRST_UID: u8 = 2;
+const T_COUNT: u8 = 3;
 
 static SEQ: AtomicU64 = AtomicU64::new(0);
 
@@ -121,42 +128,45 @@ impl Ticket {
         })
     }
 
-    /// Where the entry stands. One directory read, not a lookup per name: on NFS a
-    /// cached positive lookup could show a renamed entry for as long as the attribute
-    /// cache lasts, while reading the directory revalidates it.
+    /// Where the entry stands, by looking up exact names, the result first: on NFS with
+    /// `lookupcache=positive` a lookup of a name that does not exist always asks the
+    /// server, so a `d.` result is seen as soon as it is there, while a cached positive
+    /// lookup of `p.`/`c.` may lag (which only delays the answer).
     pub fn state(&self) -> Result<State> {
-        let pending = format!("p.{}", self.id);
-        let claimed = format!("c.{}", self.id);
-        let failed = format!("f.{}", self.id);
-        let done_prefix = format!("d.{}.", self.id);
-        for entry in fs::read_dir(&self.dir).at(&self.dir)? {
-            let name = entry.at(&self.dir)?.file_name();
-            let Some(name) = name.to_str() else { continue };
-            if name == pending {
-                return Ok(State::Pending);
-            }
-            if name == claimed {
-                return Ok(State::Claimed);
-            }
-            if name == failed {
-                let _ = fs::remove_file(self.dir.join(name));
-                return Ok(State::Failed);
-            }
-            if let Some(rest) = name.strip_prefix(&done_prefix) {
-                let _ = fs::remove_file(self.dir.join(name));
-                let nums: Vec<u32> = rest.split('.').filter_map(|n| n.parse().ok()).collect();
-                return Ok(match nums[..] {
-                    [uidvalidity, first_uid, count] => State::Done(Appended {
-                        uidvalidity,
-                        first_uid,
-                        count,
-                    }),
-                    _ => State::Lost,
-                });
-            }
+        if let Some(done) = self.take_result()? {
+            return Ok(done);
         }
-        // Renames are atomic, but a directory read racing one may miss both names.
-        Ok(State::Lost)
+        let failed = self.dir.join(format!("f.{}", self.id));
+        if failed.exists() {
+            let _ = fs::remove_file(&failed);
+            return Ok(State::Failed);
+        }
+        if self.dir.join(format!("p.{}", self.id)).exists() {
+            return Ok(State::Pending);
+        }
+        if self.dir.join(format!("c.{}", self.id)).exists() {
+            return Ok(State::Claimed);
+        }
+        // c. may have become d. since we looked for d.
+        Ok(self.take_result()?.unwrap_or(State::Lost))
+    }
+
+    /// Read and remove `d.<id>` if it is there.
+    fn take_result(&self) -> Result<Option<State>> {
+        let done = self.dir.join(format!("d.{}", self.id));
+        let data = match fs::read(&done) {
+            Ok(d) => d,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(StorageError::io(&done, e)),
+        };
+        let _ = fs::remove_file(&done);
+        let rec = record::Record::decode(&data, DONE_MAGIC, "append result", &done)?;
+        let num = |t| rec.u64(t).unwrap_or(0) as u32;
+        Ok(Some(State::Done(Appended {
+            uidvalidity: num(T_UIDVALIDITY),
+            first_uid: num(T_FIRST_UID),
+            count: num(T_COUNT),
+        })))
     }
 
     /// Withdraw the entry if nobody has claimed it. True if withdrawn.
@@ -237,14 +247,17 @@ pub fn orphaned_claims(dir: &Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Mark a claimed entry done with where its messages landed.
+/// Mark a claimed entry done with where its messages landed: the claimed file is
+/// overwritten with the result and renamed to `d.<id>`.
 pub fn mark_done(dir: &Path, id: &str, a: Appended) -> Result<()> {
-    let from = dir.join(format!("c.{id}"));
-    let to = dir.join(format!(
-        "d.{id}.{}.{}.{}",
-        a.uidvalidity, a.first_uid, a.count
-    ));
-    fs::rename(&from, &to).at(&to)
+    let claimed = dir.join(format!("c.{id}"));
+    let mut w = record::Writer::new(DONE_MAGIC);
+    w.u64(T_UIDVALIDITY, a.uidvalidity as u64)
+        .u64(T_FIRST_UID, a.first_uid as u64)
+        .u64(T_COUNT, a.count as u64);
+    fs::write(&claimed, w.finish()).at(&claimed)?;
+    let done = dir.join(format!("d.{id}"));
+    fs::rename(&claimed, &done).at(&done)
 }
 
 /// Results nobody collected and abandoned temporaries.
