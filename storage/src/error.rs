@@ -78,6 +78,11 @@ impl StorageError {
         }
     }
 
+    /// True when a file was not there (e.g. renamed away by another process).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, StorageError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)
+    }
+
     /// True when the error means "stale NFS file handle": the file was replaced on the
     /// server (e.g. by another host's expunge) and must be reopened by path.
     pub fn is_stale_handle(&self) -> bool {

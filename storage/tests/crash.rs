@@ -52,6 +52,7 @@ fn killed_inside_append_at_every_step() {
         ("append:after-write", true), // complete in the page cache: checksum matches
         ("append:after-fsync", true),
         ("append:after-index", true),
+        ("append:after-tickets", true),
         ("append:after-intent-removed", true),
     ];
     for (step, kept) in steps {
@@ -176,7 +177,17 @@ fn killed_inside_expunge_at_every_step() {
 
 #[test]
 fn a_group_commit_leader_killed_mid_append_loses_no_follower() {
-    for crasher_host in [HOST, "otherhost"] {
+    // (where the leader dies, on which host, is the append complete?)
+    let cases = [
+        ("append:mid-write", HOST, false),
+        ("append:mid-write", "otherhost", false),
+        // Durable, but the followers were not yet told: recovery must tell them, and
+        // must not put their messages back to pending (which would append them twice).
+        ("append:after-index", HOST, true),
+        ("append:after-tickets", HOST, true),
+        ("append:after-intent-removed", HOST, true),
+    ];
+    for (step, crasher_host, complete) in cases {
         let dir = tempfile::tempdir().unwrap();
         let spool = dir.path();
         run_ok(&mut gen(spool, "seed", 1));
@@ -186,7 +197,7 @@ fn a_group_commit_leader_killed_mid_append_loses_no_follower() {
         let leader = gen(spool, "leader", 1)
             .env("HAMAIL_HOSTNAME", crasher_host)
             .env("HAMAIL_PAUSE_AT", "append:before-claim:1500")
-            .env("HAMAIL_CRASH_AT", "append:mid-write")
+            .env("HAMAIL_CRASH_AT", step)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -206,7 +217,7 @@ fn a_group_commit_leader_killed_mid_append_loses_no_follower() {
         assert_eq!(
             out.status.signal(),
             Some(9),
-            "the leader must have died mid-write"
+            "the leader must have died at {step}"
         );
         for (f, child) in followers.into_iter().enumerate() {
             let out = child.wait_with_output().unwrap();
@@ -216,17 +227,44 @@ fn a_group_commit_leader_killed_mid_append_loses_no_follower() {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        // The followers' messages are all there once; the leader's own is not (its append
-        // never completed and was never acknowledged).
-        assert_eq!(verify(spool, "bob"), Ok(5), "{crasher_host}");
+        // The followers' messages are all there exactly once (verify fails on a
+        // duplicate); the leader's own only if its append had completed.
+        let want = 5 + usize::from(complete);
+        assert_eq!(verify(spool, "bob"), Ok(want), "{step} on {crasher_host}");
         let (_, _, msgs) = list(spool, "bob");
-        assert_eq!(msgs.len(), 5);
-        for m in &msgs {
-            let data = cat(spool, "bob", m.uid);
-            assert!(
-                !data.windows(17).any(|w| w == b"Subject: gen lead"),
-                "leader's message"
-            );
-        }
+        assert_eq!(msgs.len(), want);
+        let leaders = msgs
+            .iter()
+            .filter(|m| {
+                cat(spool, "bob", m.uid)
+                    .windows(17)
+                    .any(|w| w == b"Subject: gen lead")
+            })
+            .count();
+        assert_eq!(leaders, usize::from(complete), "{step}: leader's message");
     }
+}
+
+#[test]
+fn recovery_never_truncates_mail_appended_by_another_program_after_the_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path();
+    run_ok(&mut gen(spool, "before", 2));
+    // hamail dies with its intent written but nothing appended ...
+    killed(&mut gen(spool, "crash", 1), "append:after-intent");
+    // ... and Postfix, having broken the stale dotlock, delivers a short message.
+    let foreign =
+        b"From postfix@example.test  Mon Jan  1 00:00:00 2024\nSubject: by postfix\n\nhi\n\n";
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(mbox_path(spool, "bob"))
+        .unwrap();
+    std::io::Write::write_all(&mut f, foreign).unwrap();
+    std::fs::remove_file(spool.join("mail/bob.lock")).unwrap();
+    let (_, _, msgs) = list(spool, "bob");
+    assert_eq!(msgs.len(), 3, "the foreign message survives recovery");
+    assert_eq!(
+        cat(spool, "bob", msgs[2].uid),
+        b"Subject: by postfix\n\nhi\n"
+    );
 }

@@ -83,7 +83,9 @@ impl Index {
     /// Add a newly found message; assigns the next UID.
     pub fn push(&mut self, mut meta: MessageMeta) -> u32 {
         meta.uid = self.uidnext;
-        self.uidnext += 1;
+        // Imported UIDNEXT values are capped far below this (see headers), so the
+        // saturation is never reached in practice; it only keeps arithmetic sound.
+        self.uidnext = self.uidnext.saturating_add(1);
         let uid = meta.uid;
         self.messages.push(meta);
         uid
@@ -174,7 +176,10 @@ impl Index {
             return Err(corrupt("header checksum mismatch"));
         }
         let count = u64_at(data, 16) as usize;
-        if data.len() < HEADER + count.saturating_mul(RECORD) {
+        let records_end = count
+            .checked_mul(RECORD)
+            .and_then(|n| n.checked_add(HEADER));
+        if records_end.is_none_or(|end| data.len() < end) {
             return Err(corrupt("fewer records than the header counts"));
         }
         let kw_len = u32_at(data, 64) as usize;
@@ -203,11 +208,15 @@ impl Index {
             };
             // UID 0 is allowed only for a hidden pseudo message at the very start.
             let pseudo_ok = m.uid == 0 && m.offset == 0 && m.flags.contains(Flags::HIDDEN);
-            if (m.uid <= last_uid && !pseudo_ok) || m.offset != expect_offset || m.len == 0 {
+            let shape_ok = m.len > 0 && (m.from_len as u64) <= m.len && m.size <= m.len;
+            if (m.uid <= last_uid && !pseudo_ok) || m.offset != expect_offset || !shape_ok {
                 return Err(corrupt("records out of order"));
             }
             last_uid = m.uid;
-            expect_offset = m.end();
+            expect_offset = m
+                .offset
+                .checked_add(m.len)
+                .ok_or_else(|| corrupt("offset overflow"))?;
             messages.push(m);
         }
         let index = Index {

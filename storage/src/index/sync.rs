@@ -185,7 +185,7 @@ fn emit(span: &[u8], offset: u64, quoted: u64, f: &mut impl FnMut(Scanned<'_>)) 
         offset,
         from_len: from_len as u32,
         len: span.len() as u64,
-        size: format::stripped_len(body) - quoted,
+        size: format::stripped_len(body).saturating_sub(quoted),
         date: format::from_line_date(&span[..from_len]).unwrap_or(0),
         fp: crc32fast::hash(span),
     };
@@ -372,12 +372,18 @@ fn fresh(
 /// First build of an index for an mbox we have never seen: honour the headers other
 /// IMAP servers left, if they are consistent (UIDs ascending and below UIDNEXT).
 fn import_headers(scanned: Vec<(MessageMeta, headers::ImportedMessage)>, stat: &MboxStat) -> Index {
-    let base = scanned.first().and_then(|(_, h)| h.base.clone());
+    // Only the first message may carry the mailbox state or be a pseudo message; an
+    // absurd UIDNEXT (no room left for new mail) is not trusted.
+    let base = scanned
+        .first()
+        .and_then(|(_, h)| h.base.clone())
+        .filter(|b| b.uidvalidity > 0 && b.uidnext < u32::MAX / 2);
+    let first_is_pseudo = scanned.first().is_some_and(|(_, h)| h.pseudo);
     let uids_ok = base.as_ref().is_some_and(|b| {
         let mut last = 0u32;
         scanned
             .iter()
-            .filter(|(_, h)| !h.pseudo)
+            .skip(usize::from(first_is_pseudo))
             .all(|(_, h)| match h.uid {
                 Some(u) if u > last && u < b.uidnext => {
                     last = u;
@@ -386,9 +392,12 @@ fn import_headers(scanned: Vec<(MessageMeta, headers::ImportedMessage)>, stat: &
                 _ => false,
             })
     });
+    // The recorded UIDVALIDITY only stands with the recorded UIDs; numbering afresh
+    // under it would give old UIDs to other messages.
     let mut index = match &base {
-        Some(b) if b.uidvalidity > 0 => Index::new(b.uidvalidity, *stat),
-        _ => Index::new(new_uidvalidity(None), *stat),
+        Some(b) if uids_ok => Index::new(b.uidvalidity, *stat),
+        Some(b) => Index::new(new_uidvalidity(Some(b.uidvalidity)), *stat),
+        None => Index::new(new_uidvalidity(None), *stat),
     };
     if let Some(b) = &base {
         for k in &b.keywords {
@@ -402,7 +411,7 @@ fn import_headers(scanned: Vec<(MessageMeta, headers::ImportedMessage)>, stat: &
                 meta.keywords |= bit;
             }
         }
-        if h.pseudo && index.messages.is_empty() {
+        if h.pseudo && first_is_pseudo && index.messages.is_empty() {
             // The pseudo message occupies bytes but is no message: UID 0, hidden.
             meta.flags = Flags::HIDDEN;
             meta.uid = 0;

@@ -56,6 +56,29 @@ pub fn append(mailbox: &Mailbox, msgs: &[NewMessage]) -> Result<Appended> {
     // whenever it is free and our messages are still waiting.
     let opts = mailbox.lock_options();
     let ticket = Ticket::submit(&mailbox.pending_dir(), msgs, &opts.hostname)?;
+    let result = wait_for(mailbox, msgs, &ticket, &lock_name);
+    if let Err(e) = &result {
+        // Whatever failed, make sure the entry cannot be delivered later behind the
+        // caller's back (it will report a temporary failure and the sender retries).
+        let settled = matches!(
+            e,
+            StorageError::Corrupt { .. } | StorageError::LockTimeout { .. }
+        );
+        if !settled && !ticket.cancel() {
+            ticket.abandon();
+        }
+    }
+    result
+}
+
+/// Wait until `ticket` is appended by a lock holder, or append it ourselves.
+fn wait_for(
+    mailbox: &Mailbox,
+    msgs: &[NewMessage],
+    ticket: &Ticket,
+    lock_name: &Path,
+) -> Result<Appended> {
+    let opts = mailbox.lock_options();
     let deadline = Instant::now() + opts.timeout;
     // Poll briskly: the holder may finish our append within a millisecond, and every
     // millisecond we sleep past that is latency for this delivery.
@@ -66,6 +89,7 @@ pub fn append(mailbox: &Mailbox, msgs: &[NewMessage]) -> Result<Appended> {
     };
     let mut backoff = Backoff::new(&poll, deadline);
     let mut lost_checks = 0;
+    let mut extended = false;
     let mut last_try = Instant::now();
     loop {
         match ticket.state()? {
@@ -99,29 +123,35 @@ pub fn append(mailbox: &Mailbox, msgs: &[NewMessage]) -> Result<Appended> {
                     }
                 }
             }
-            State::Lost => {
-                lost_checks += 1;
-                backoff = Backoff::new(&poll, deadline);
-                if lost_checks > 3 {
-                    return Err(StorageError::Io {
-                        path: mailbox.pending_dir(),
-                        source: std::io::Error::other(format!(
-                            "pending append {} vanished; it may or may not be delivered",
-                            ticket.id
-                        )),
-                    });
-                }
-            }
+            // Not found anywhere: a stale NFS view, or an entry that truly vanished (never
+            // seen in practice). Keep looking until the deadline rather than report a
+            // failure for mail that may have been delivered.
+            State::Lost => lost_checks += 1,
         }
         if !backoff.wait() {
+            let unknown = |what: &str| StorageError::Io {
+                path: mailbox.pending_dir(),
+                source: std::io::Error::other(format!(
+                    "pending append {} {what}; it may or may not be delivered",
+                    ticket.id
+                )),
+            };
+            if lost_checks > 0 && ticket.state()? == State::Lost {
+                return Err(unknown("vanished"));
+            }
             if ticket.cancel() {
                 return Err(StorageError::LockTimeout {
                     path: mailbox.mbox_path().to_path_buf(),
                 });
             }
-            // Claimed: the holder is writing it right now; wait for the outcome a while
-            // longer rather than report a failure for mail that is being delivered.
+            if extended {
+                return Err(unknown("is still being written by another process"));
+            }
+            // Claimed: the holder is writing it right now; wait for the outcome one more
+            // timeout rather than report a failure for mail that is being delivered.
+            extended = true;
             backoff = Backoff::new(&poll, Instant::now() + opts.timeout);
+            lost_checks = 0;
         }
     }
 }
@@ -135,17 +165,31 @@ pub fn commit(session: &mut WriteSession, own: &[NewMessage]) -> Result<Appended
     let result = write_batch(session, own, &claimed);
     match result {
         Ok((first_uid, uidvalidity)) => {
-            // Tickets follow our own messages in the batch.
+            // Durable from here on: nothing below may report a failure. Tickets are marked
+            // done *before* the intent is cleared; if one cannot be, the intent stays and
+            // the next locker (seeing a complete append) marks it, so a claimed message is
+            // never put back to pending and appended twice.
             let mut uid = first_uid + own.len() as u32;
+            let mut all_marked = true;
             for c in &claimed {
                 let a = Appended {
                     uidvalidity,
                     first_uid: uid,
                     count: c.msgs.len() as u32,
                 };
-                pending::mark_done(&pending_dir, &c.id, a)?;
+                if let Err(e) = pending::mark_done(&pending_dir, &c.id, a) {
+                    tracing::warn!(error = %e, ticket = %c.id, "could not mark a delivered append done");
+                    all_marked = false;
+                }
                 uid += c.msgs.len() as u32;
             }
+            fault::point("append:after-tickets");
+            if all_marked {
+                if let Err(e) = intent::clear(&session.mailbox.intent_path()) {
+                    tracing::warn!(error = %e, "append intent not cleared; the next open finds the append complete");
+                }
+            }
+            fault::point("append:after-intent-removed");
             Ok(Appended {
                 uidvalidity,
                 first_uid,
@@ -223,6 +267,11 @@ fn write_batch(
             orig,
             new: new_size,
             crc: crc32fast::hash(&buf),
+            head: buf[..buf.len().min(intent::HEAD_LEN)].to_vec(),
+            block_crcs: buf
+                .chunks_exact(intent::BLOCK_CRC_SIZE)
+                .map(crc32fast::hash)
+                .collect(),
             dev: stat.dev,
             ino: stat.ino,
             tickets,
@@ -243,8 +292,11 @@ fn write_batch(
         file.sync_data()
     })();
     if let Err(e) = written {
-        let _ = file.set_len(orig).and_then(|_| file.sync_data());
-        let _ = intent::clear(&intent_path);
+        // Only a durable truncation makes the intent obsolete; if it fails, the intent
+        // stays and the next locker finishes the undo.
+        if file.set_len(orig).and_then(|_| file.sync_data()).is_ok() {
+            let _ = intent::clear(&intent_path);
+        }
         // The mbox is as before but its mtime moved: record that, or the next open would
         // take the mailbox for edited and rebuild the index (which needs the space that
         // just ran out). The header is rewritten in place, needing no new blocks.
@@ -289,10 +341,6 @@ fn write_batch(
         tracing::warn!(error = %e, "index not updated after a durable append; the next open repairs it");
     }
     fault::point("append:after-index");
-    if let Err(e) = intent::clear(&intent_path) {
-        tracing::warn!(error = %e, "append intent not cleared; the next open finds the append complete");
-    }
-    fault::point("append:after-intent-removed");
     Ok((first_uid, uidvalidity))
 }
 
@@ -303,6 +351,7 @@ pub fn recover(mailbox: &Mailbox, lock: &crate::lock::WriteLock) -> Result<Repai
     let mut repaired = Repaired::default();
     let mut done_ids: Vec<String> = Vec::new();
     if let Some(i) = intent::read(&intent_path)? {
+        let mut clear_now = true;
         let file = lock.file();
         let path = mailbox.mbox_path();
         let stat = MboxStat::of(file, path)?;
@@ -317,7 +366,9 @@ pub fn recover(mailbox: &Mailbox, lock: &crate::lock::WriteLock) -> Result<Repai
                 repaired.start = i.orig;
                 done_ids = i.tickets.iter().map(|(id, _)| id.clone()).collect();
                 repaired.done = i.tickets;
-            } else if stat.size == i.new {
+                // Cleared by finish_recovery once every ticket is marked done.
+                clear_now = false;
+            } else if stat.size == i.new && is_our_prefix(file, path, &i, stat.size)? {
                 tracing::warn!(queue_ids = ?i.queue_ids, "undoing an interrupted append");
                 truncate_back(file, path, i.orig)?;
             } else {
@@ -325,9 +376,16 @@ pub fn recover(mailbox: &Mailbox, lock: &crate::lock::WriteLock) -> Result<Repai
                     "torn append followed by foreign mail; left for the index rebuild");
             }
         } else if same_file && stat.size > i.orig && stat.size < i.new {
-            truncate_back(file, path, i.orig)?;
+            if is_our_prefix(file, path, &i, stat.size)? {
+                truncate_back(file, path, i.orig)?;
+            } else {
+                tracing::error!(mbox = %path.display(), orig = i.orig, size = stat.size,
+                    "bytes after an interrupted append are not ours; left for the index rebuild");
+            }
         }
-        intent::clear(&intent_path)?;
+        if clear_now {
+            intent::clear(&intent_path)?;
+        }
     }
     // Every claim not known to be done goes back to pending.
     let orphans: Vec<String> = pending::orphaned_claims(&pending_dir)
@@ -336,6 +394,23 @@ pub fn recover(mailbox: &Mailbox, lock: &crate::lock::WriteLock) -> Result<Repai
         .collect();
     pending::unclaim(&pending_dir, &orphans);
     Ok(repaired)
+}
+
+/// Whether `[orig, size)` of the mbox is provably a prefix of what the interrupted append
+/// meant to write (its first bytes, and every whole block by CRC), so truncating it
+/// cannot remove mail another program appended after a crash.
+fn is_our_prefix(file: &fs::File, path: &Path, i: &Intent, size: u64) -> Result<bool> {
+    let len = (size - i.orig) as usize;
+    let mut data = vec![0u8; len];
+    file.read_exact_at(&mut data, i.orig).at(path)?;
+    let head = i.head.len().min(len);
+    if data[..head] != i.head[..head] {
+        return Ok(false);
+    }
+    Ok(data
+        .chunks_exact(intent::BLOCK_CRC_SIZE)
+        .zip(&i.block_crcs)
+        .all(|(block, crc)| crc32fast::hash(block) == *crc))
 }
 
 fn truncate_back(file: &fs::File, path: &Path, orig: u64) -> Result<()> {
@@ -349,6 +424,7 @@ pub fn finish_recovery(session: &mut WriteSession, repaired: Repaired) -> Result
     if repaired.done.is_empty() {
         return Ok(());
     }
+    let intent_path = session.mailbox.intent_path();
     let dir = session.mailbox.pending_dir();
     let index = &session.index;
     let mut pos = index
@@ -366,9 +442,14 @@ pub fn finish_recovery(session: &mut WriteSession, repaired: Repaired) -> Result
                 first_uid: first.uid,
                 count,
             };
-            pending::mark_done(&dir, &id, a)?;
+            // A ticket marked by an earlier, interrupted recovery is no longer `c.`.
+            if let Err(e) = pending::mark_done(&dir, &id, a) {
+                if !e.is_not_found() {
+                    return Err(e);
+                }
+            }
         }
         pos += count as usize;
     }
-    Ok(())
+    intent::clear(&intent_path)
 }

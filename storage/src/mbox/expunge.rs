@@ -95,11 +95,19 @@ pub fn expunge(session: &mut WriteSession, uids: &[u32]) -> Result<Vec<u32>> {
     fault::point("expunge:after-index-written");
 
     fs::rename(&tmp, &mbox).map_err(|e| cleanup(StorageError::io(&mbox, e)))?;
-    fault::point("expunge:after-rename");
-    fsync_dir(&mbox)?;
-    fs::rename(&index_new, &index_path).at(&index_path)?;
-    fault::point("expunge:after-index-rename");
+    // The old file is gone: from now on the session works on the new one, whatever
+    // happens below.
     session.lock.replace_file(guard);
+    fault::point("expunge:after-rename");
+    let finished =
+        fsync_dir(&mbox).and_then(|_| fs::rename(&index_new, &index_path).at(&index_path));
+    if let Err(e) = finished {
+        // The in-memory index no longer matches what is on disk for sure: make the
+        // session unusable; the next session repairs from `.idx.new` or by rebuild.
+        session.poisoned = true;
+        return Err(e);
+    }
+    fault::point("expunge:after-index-rename");
     index.generation += 1;
     session.index = index;
     Ok(removed)

@@ -26,6 +26,14 @@ const T_INO: u8 = 5;
 const T_TICKET: u8 = 6;
 const T_COUNT: u8 = 7;
 const T_QUEUE_ID: u8 = 8;
+const T_HEAD: u8 = 9;
+const T_BLOCK_CRCS: u8 = 10;
+
+/// How many leading bytes of the append the intent keeps verbatim.
+pub const HEAD_LEN: usize = 256;
+/// The append's bytes are also recorded as one CRC per block of this size, so recovery
+/// can prove a partial tail is ours before truncating it.
+pub const BLOCK_CRC_SIZE: usize = 4096;
 const BLOCK: usize = 4096;
 
 /// An append in progress.
@@ -44,6 +52,10 @@ pub struct Intent {
     pub tickets: Vec<(String, u32)>,
     /// The queue id of each message, in order (for the logs of a repair).
     pub queue_ids: Vec<String>,
+    /// The first [`HEAD_LEN`] bytes to be appended.
+    pub head: Vec<u8>,
+    /// CRC-32 of each whole [`BLOCK_CRC_SIZE`] block of the bytes to be appended.
+    pub block_crcs: Vec<u32>,
 }
 
 impl Intent {
@@ -60,6 +72,13 @@ impl Intent {
         for q in &self.queue_ids {
             w.field(T_QUEUE_ID, q.as_bytes());
         }
+        w.field(T_HEAD, &self.head);
+        let crcs: Vec<u8> = self
+            .block_crcs
+            .iter()
+            .flat_map(|c| c.to_le_bytes())
+            .collect();
+        w.field(T_BLOCK_CRCS, &crcs);
         let rec = w.finish();
         let mut out = Vec::with_capacity((rec.len() + 4).div_ceil(BLOCK) * BLOCK);
         out.extend_from_slice(&(rec.len() as u32).to_le_bytes());
@@ -94,6 +113,13 @@ impl Intent {
             queue_ids: rec
                 .all(T_QUEUE_ID)
                 .map(|q| String::from_utf8_lossy(q).into_owned())
+                .collect(),
+            head: rec.get(T_HEAD).unwrap_or_default().to_vec(),
+            block_crcs: rec
+                .get(T_BLOCK_CRCS)
+                .unwrap_or_default()
+                .chunks_exact(4)
+                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                 .collect(),
         })
     }
@@ -155,6 +181,8 @@ mod tests {
             ino: 2,
             tickets: vec![(String::new(), 1), ("h.1.2.3".into(), 2)],
             queue_ids: vec!["Q1".into(), "Q2".into(), "Q2".into()],
+            head: b"From x".to_vec(),
+            block_crcs: vec![1, 2, 3],
         };
         write(&p, &i).unwrap();
         assert_eq!(read(&p).unwrap(), Some(i.clone()));

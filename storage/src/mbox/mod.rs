@@ -237,6 +237,9 @@ pub struct WriteSession {
     mailbox: Mailbox,
     lock: WriteLock,
     index: Index,
+    /// Set when an operation failed half-way in a way that leaves the in-memory state
+    /// unreliable; every later change is refused (open a new session).
+    poisoned: bool,
 }
 
 impl WriteSession {
@@ -247,6 +250,7 @@ impl WriteSession {
             mailbox,
             lock,
             index,
+            poisoned: false,
         };
         append::finish_recovery(&mut session, repaired)?;
         Ok(session)
@@ -264,8 +268,19 @@ impl WriteSession {
         read_message(self.lock.file(), self.lock.path(), m)
     }
 
+    fn check_usable(&self) -> Result<()> {
+        if self.poisoned {
+            return Err(StorageError::Io {
+                path: self.mailbox.mbox_path().to_path_buf(),
+                source: std::io::Error::other("session unusable after a failed expunge; reopen"),
+            });
+        }
+        Ok(())
+    }
+
     /// Set flags and keywords of the messages with the given UIDs (durable on return).
     pub fn set_flags(&mut self, changes: &[(u32, Flags, Vec<String>)]) -> Result<()> {
+        self.check_usable()?;
         for (uid, flags, keywords) in changes {
             let pos = self
                 .index
@@ -291,11 +306,13 @@ impl WriteSession {
 
     /// Append under the lock already held (also takes pending appends of others along).
     pub fn append(&mut self, msgs: &[NewMessage]) -> Result<Appended> {
+        self.check_usable()?;
         append::commit(self, msgs)
     }
 
     /// Remove the messages with these UIDs (crash-safe rewrite). Returns the UIDs removed.
     pub fn expunge(&mut self, uids: &[u32]) -> Result<Vec<u32>> {
+        self.check_usable()?;
         expunge::expunge(self, uids)
     }
 

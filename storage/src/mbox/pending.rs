@@ -128,10 +128,10 @@ impl Ticket {
         })
     }
 
-    /// Where the entry stands, by looking up exact names, the result first: on NFS with
-    /// `lookupcache=positive` a lookup of a name that does not exist always asks the
-    /// server, so a `d.` result is seen as soon as it is there, while a cached positive
-    /// lookup of `p.`/`c.` may lag (which only delays the answer).
+    /// Where the entry stands, by looking up exact names, the result first. A lookup of
+    /// a missing name asks the server under `lookupcache=positive`; with the default
+    /// mount options a negative lookup may be served from cache, so when no name is
+    /// found the directory is read (which revalidates it on NFS) before concluding.
     pub fn state(&self) -> Result<State> {
         if let Some(done) = self.take_result()? {
             return Ok(done);
@@ -147,8 +147,28 @@ impl Ticket {
         if self.dir.join(format!("c.{}", self.id)).exists() {
             return Ok(State::Claimed);
         }
-        // c. may have become d. since we looked for d.
-        Ok(self.take_result()?.unwrap_or(State::Lost))
+        // c. may have become d. since we looked for d.; or the lookups were stale.
+        if let Some(done) = self.take_result()? {
+            return Ok(done);
+        }
+        let mut found = State::Lost;
+        for entry in fs::read_dir(&self.dir).at(&self.dir)? {
+            let name = entry.at(&self.dir)?.file_name();
+            let Some(id) = name.to_str().and_then(|n| n.get(2..)) else {
+                continue;
+            };
+            if id != self.id {
+                continue;
+            }
+            found = match name.to_str().map(|n| &n[..2]) {
+                Some("d.") => return Ok(self.take_result()?.unwrap_or(State::Claimed)),
+                Some("f.") => State::Failed,
+                Some("p.") => State::Pending,
+                Some("c.") => State::Claimed,
+                _ => continue,
+            };
+        }
+        Ok(found)
     }
 
     /// Read and remove `d.<id>` if it is there.
@@ -167,6 +187,15 @@ impl Ticket {
             first_uid: num(T_FIRST_UID),
             count: num(T_COUNT),
         })))
+    }
+
+    /// The submitter gave up on a claimed entry (and reported a temporary failure): if
+    /// the claim goes back to pending (its holder died), the entry is dropped instead of
+    /// appended, so the sender's retry does not deliver it twice.
+    pub fn abandon(&self) {
+        let _ = fs::write(self.dir.join(format!("a.{}", self.id)), b"");
+        // If it went back to pending meanwhile, withdraw it now.
+        self.cancel();
     }
 
     /// Withdraw the entry if nobody has claimed it. True if withdrawn.
@@ -205,10 +234,15 @@ pub fn claim_all(dir: &Path) -> Result<Vec<Claimed>> {
     }
     names.sort();
     let mut claimed = Vec::new();
-    for name in names {
+    for name in &names {
         if let Some(id) = name.strip_prefix("p.") {
+            if names.contains(&format!("a.{id}")) {
+                let _ = fs::remove_file(dir.join(name));
+                let _ = fs::remove_file(dir.join(format!("a.{id}")));
+                continue;
+            }
             let c = dir.join(format!("c.{id}"));
-            if fs::rename(dir.join(&name), &c).is_err() {
+            if fs::rename(dir.join(name), &c).is_err() {
                 continue; // withdrawn meanwhile
             }
             match fs::read(&c).at(&c).and_then(|data| decode(&data, &c)) {
@@ -221,17 +255,24 @@ pub fn claim_all(dir: &Path) -> Result<Vec<Claimed>> {
                     let _ = fs::rename(&c, dir.join(format!("f.{id}")));
                 }
             }
-        } else if is_litter(&name) {
-            remove_if_old(&dir.join(&name));
+        } else if is_litter(name) {
+            remove_if_old(&dir.join(name));
         }
     }
     Ok(claimed)
 }
 
-/// Move claimed entries back to pending (their append did not happen).
+/// Move claimed entries back to pending (their append did not happen), or drop them if
+/// their submitter has given up on them.
 pub fn unclaim(dir: &Path, ids: &[String]) {
     for id in ids {
-        let _ = fs::rename(dir.join(format!("c.{id}")), dir.join(format!("p.{id}")));
+        let abandoned = dir.join(format!("a.{id}"));
+        if abandoned.exists() {
+            let _ = fs::remove_file(dir.join(format!("c.{id}")));
+            let _ = fs::remove_file(&abandoned);
+        } else {
+            let _ = fs::rename(dir.join(format!("c.{id}")), dir.join(format!("p.{id}")));
+        }
     }
 }
 
@@ -262,7 +303,7 @@ pub fn mark_done(dir: &Path, id: &str, a: Appended) -> Result<()> {
 
 /// Results nobody collected and abandoned temporaries.
 fn is_litter(name: &str) -> bool {
-    ["d.", "f.", "tmp.", "x."]
+    ["a.", "d.", "f.", "tmp.", "x."]
         .iter()
         .any(|p| name.starts_with(p))
 }
@@ -323,5 +364,17 @@ mod tests {
         assert_eq!(orphaned_claims(dir.path()), vec![t2.id.clone()]);
         unclaim(dir.path(), &orphaned_claims(dir.path()));
         assert_eq!(t2.state().unwrap(), State::Pending);
+    }
+
+    #[test]
+    fn an_abandoned_claim_is_dropped_not_requeued() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = NewMessage::new("", b"x".to_vec());
+        let t = Ticket::submit(dir.path(), &[m], "h").unwrap();
+        claim_all(dir.path()).unwrap();
+        t.abandon();
+        unclaim(dir.path(), &orphaned_claims(dir.path()));
+        assert_eq!(t.state().unwrap(), State::Lost);
+        assert!(claim_all(dir.path()).unwrap().is_empty());
     }
 }
