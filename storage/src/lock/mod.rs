@@ -15,6 +15,7 @@ pub mod dotlock;
 pub mod fcntl;
 
 use std::fs::File;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -181,6 +182,11 @@ fn open_rw(mbox: &Path) -> Result<File> {
     crate::fsutil::open_or_create(mbox)
 }
 
+/// ENOENT or ESTALE: the file was replaced by a rename on another host.
+fn is_renamed_under_us(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ESTALE)
+}
+
 /// A mailbox held for reading: an open read-only file with an fcntl read lock.
 #[derive(Debug)]
 pub struct ReadLock {
@@ -189,22 +195,52 @@ pub struct ReadLock {
 
 impl ReadLock {
     /// Open `mbox` read-only and take a shared fcntl lock. `NoSuchMailbox` if absent.
+    ///
+    /// Readers take no dotlock, so an expunge on another host may rename a new file over
+    /// the mailbox while we open or wait: on NFS the open can then fail with ENOENT or
+    /// ESTALE for a moment, or we lock the old, now deleted file. So after locking we check
+    /// that the name still leads to the file we hold, and start over if not.
     pub fn acquire(mbox: &Path, opts: &LockOptions) -> Result<ReadLock> {
         let deadline = Instant::now() + opts.timeout;
-        let file = match File::open(mbox) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(StorageError::NoSuchMailbox {
+        let mut backoff = Backoff::new(opts, deadline);
+        let mut missing = 0;
+        loop {
+            let file = match File::open(mbox) {
+                Ok(f) => f,
+                Err(e) if is_renamed_under_us(&e) => {
+                    missing += 1;
+                    // Really absent, not just being replaced.
+                    if missing > 3 && e.kind() == std::io::ErrorKind::NotFound {
+                        return Err(StorageError::NoSuchMailbox {
+                            path: mbox.to_path_buf(),
+                        });
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
+                Err(e) => return Err(StorageError::io(mbox, e)),
+            };
+            let Some(fcntl) = FcntlGuard::lock(file, LockKind::Read, opts, deadline)? else {
+                return Err(StorageError::LockTimeout {
                     path: mbox.to_path_buf(),
-                })
+                });
+            };
+            let held = fcntl.file().metadata();
+            let named = std::fs::metadata(mbox);
+            match (held, named) {
+                (Ok(h), Ok(n)) if h.dev() == n.dev() && h.ino() == n.ino() => {
+                    return Ok(ReadLock { fcntl })
+                }
+                (Err(e), _) | (_, Err(e)) if !is_renamed_under_us(&e) => {
+                    return Err(StorageError::io(mbox, e))
+                }
+                _ => {}
             }
-            Err(e) => return Err(StorageError::io(mbox, e)),
-        };
-        match FcntlGuard::lock(file, LockKind::Read, opts, deadline)? {
-            Some(fcntl) => Ok(ReadLock { fcntl }),
-            None => Err(StorageError::LockTimeout {
-                path: mbox.to_path_buf(),
-            }),
+            if !backoff.wait() {
+                return Err(StorageError::LockTimeout {
+                    path: mbox.to_path_buf(),
+                });
+            }
         }
     }
 
