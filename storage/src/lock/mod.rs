@@ -220,10 +220,16 @@ impl ReadLock {
                 }
                 Err(e) => return Err(StorageError::io(mbox, e)),
             };
-            let Some(fcntl) = FcntlGuard::lock(file, LockKind::Read, opts, deadline)? else {
-                return Err(StorageError::LockTimeout {
-                    path: mbox.to_path_buf(),
-                });
+            let fcntl = match FcntlGuard::lock(file, LockKind::Read, opts, deadline) {
+                Ok(Some(fcntl)) => fcntl,
+                Ok(None) => {
+                    return Err(StorageError::LockTimeout {
+                        path: mbox.to_path_buf(),
+                    })
+                }
+                // NFSv3: the file we opened was deleted on the server meanwhile.
+                Err(e) if e.is_stale_handle() && Instant::now() < deadline => continue,
+                Err(e) => return Err(e),
             };
             let held = fcntl.file().metadata();
             let named = std::fs::metadata(mbox);
