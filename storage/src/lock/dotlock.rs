@@ -210,11 +210,20 @@ impl HitchingPost {
         // Rename aside, then make sure we moved the stale file and not a fresh lock that
         // replaced it in between.
         let aside = PathBuf::from(format!("{}.broken", self.post.display()));
-        if fs::rename(&self.lock, &aside).is_err() {
-            return Ok(true);
+        match fs::rename(&self.lock, &aside) {
+            Ok(()) => {}
+            // Somebody else broke or released it: try again at once.
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(true),
+            // Cannot break it (permissions...): wait like for a live lock.
+            Err(_) => return Ok(false),
         }
         let moved = fs::metadata(&aside).at(&aside)?;
-        if moved.ino() != md.ino() || moved.mtime() != md.mtime() {
+        // Same inode *and* the same mtime to the nanosecond (rename keeps mtime): an inode
+        // number reused by a fresh lock created since we looked would differ in mtime.
+        let same = moved.ino() == md.ino()
+            && moved.mtime() == md.mtime()
+            && moved.mtime_nsec() == md.mtime_nsec();
+        if !same {
             // We took a live lock: put it back (link fails harmlessly if a new one exists).
             let _ = fs::hard_link(&aside, &self.lock);
         } else {

@@ -153,7 +153,13 @@ impl Queue {
             return Err(e);
         }
         fs::rename(&tmp, &dest).at(&dest)?;
-        fsync_dir(&dest)
+        if let Err(e) = fsync_dir(&dest) {
+            // Not known to be durable, so the caller answers 4xx: the entry must not stay
+            // and be delivered anyway (the sender would retry: a duplicate).
+            let _ = fs::remove_file(&dest);
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// Ids of all entries, oldest first.
