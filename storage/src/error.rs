@@ -31,7 +31,8 @@ pub enum StorageError {
     /// The mailbox does not exist.
     #[error("no such mailbox {path}")]
     NoSuchMailbox { path: PathBuf },
-    /// The message is larger than the configured limit.
+    /// The message is larger than the configured limit (for callers that enforce one,
+    /// such as the SMTP agent's SIZE limit).
     #[error("message of {size} bytes exceeds the limit of {limit} bytes")]
     TooBig { size: u64, limit: u64 },
     /// A file on the spool does not have the expected shape (truncated queue file, foreign
@@ -45,9 +46,6 @@ pub enum StorageError {
     /// A message UID that is not (or no longer) in the mailbox.
     #[error("no message with UID {uid}")]
     NoSuchMessage { uid: u32 },
-    /// A queue entry is being worked on by another process.
-    #[error("queue entry {id} is claimed by another process")]
-    Claimed { id: String },
 }
 
 impl StorageError {
@@ -66,8 +64,7 @@ impl StorageError {
         match self {
             StorageError::LockTimeout { .. }
             | StorageError::NoSpace { .. }
-            | StorageError::Io { .. }
-            | StorageError::Claimed { .. } => true,
+            | StorageError::Io { .. } => true,
             // A corrupt file is repaired by the next locker (index rebuild), so the caller
             // should retry rather than bounce.
             StorageError::Corrupt { .. } => true,
