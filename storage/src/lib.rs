@@ -5,10 +5,12 @@
 //! - [`index`]: the per-mailbox sidecar with UIDVALIDITY, UIDs, flags and offsets;
 //! - [`queue`]: durable queue files claimed by lock;
 //! - [`spool`]: the directory layout and name validation;
+//! - [`cluster`]: the `hamail.toml` cluster description (its only parser);
 //! - [`record`]: the checksummed framing used by every file we write besides mboxes.
 //!
 //! See `shared/design.md` ("The shared spool") for the invariants this crate upholds.
 
+pub mod cluster;
 pub mod error;
 pub mod fault;
 mod fsutil;

@@ -1,0 +1,549 @@
+//! The cluster description, `hamail.toml`: one file, the same on every host, read by the
+//! agent, dnsctl and the lab. This module is its only parser (design: "never two
+//! hand-written parsers of one file").
+//!
+//! Unknown keys are errors (with the line, from the TOML parser), and [`ClusterConfig::load`]
+//! checks the whole file for consistency and reports every problem at once, so an operator
+//! fixes a broken config in one round. Durations are whole seconds in keys ending `_secs`.
+//!
+//! ```toml
+//! [cluster]
+//! domains = ["example.test"]
+//! spool = "/srv/mail"
+//!
+//! [[host]]
+//! name = "host1"
+//! address = "10.0.0.11"
+//! mx_priority = 10
+//!
+//! [auth]
+//! backend = "file"
+//! passwd_file = "/etc/hamail/passwd"
+//! ```
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::lock::LockOptions;
+
+/// Why a cluster config could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Syntax error, wrong type or unknown key; the message names the line.
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    /// Parsed, but inconsistent; one line per problem.
+    #[error("{path}: invalid configuration:\n  - {}", problems.join("\n  - "))]
+    Invalid {
+        path: PathBuf,
+        problems: Vec<String>,
+    },
+    #[error("no host named {name:?} in the config (hosts: {})", known.join(", "))]
+    UnknownHost { name: String, known: Vec<String> },
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    pub cluster: Cluster,
+    #[serde(rename = "host")]
+    pub hosts: Vec<HostConfig>,
+    pub auth: AuthConfig,
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    #[serde(default)]
+    pub listeners: Listeners,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub locking: Locking,
+    #[serde(default)]
+    pub queue: QueueConfig,
+    #[serde(default)]
+    pub health: Health,
+}
+
+/// What the cluster serves and where its spool is.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Cluster {
+    /// Mail domains served; the first is the primary one (`mail.<domain>`, MX owner).
+    pub domains: Vec<String>,
+    /// The shared spool: the NFS mount, the same path on every host.
+    pub spool: PathBuf,
+}
+
+/// One mail host.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct HostConfig {
+    pub name: String,
+    /// The address its listeners bind to and DNS publishes.
+    pub address: IpAddr,
+    /// MX preference while healthy (lower is preferred).
+    pub mx_priority: u16,
+}
+
+/// Where accounts come from.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    pub backend: AuthBackend,
+    /// `file` backend: Dovecot passwd-file format.
+    #[serde(default)]
+    pub passwd_file: Option<PathBuf>,
+    /// Aliases in `/etc/aliases` syntax (any backend).
+    #[serde(default)]
+    pub aliases_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthBackend {
+    File,
+    Ldap,
+    Nis,
+    System,
+}
+
+/// Certificate and key for STARTTLS and the implicit-TLS ports.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Allow AUTH/LOGIN without TLS (only for labs on loopback).
+    #[serde(default)]
+    pub allow_plaintext_auth: bool,
+}
+
+/// Ports bound on the host's address; 0 disables a listener.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Listeners {
+    pub smtp: u16,
+    pub submission: u16,
+    pub submissions: u16,
+    pub imap: u16,
+    pub imaps: u16,
+    pub pop3: u16,
+    pub pop3s: u16,
+    /// `/healthz` and `/metrics`.
+    pub health: u16,
+}
+
+impl Default for Listeners {
+    fn default() -> Self {
+        Listeners {
+            smtp: 25,
+            submission: 587,
+            submissions: 465,
+            imap: 143,
+            imaps: 993,
+            pop3: 110,
+            pop3s: 995,
+            health: 8025,
+        }
+    }
+}
+
+/// Protocol limits.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    pub max_message_size: u64,
+    pub max_recipients: u32,
+    pub max_connections: u32,
+    pub max_connections_per_ip: u32,
+    /// RFC 5321 §4.5.3.2 recommends at least 5 minutes.
+    pub command_timeout_secs: u64,
+    /// RFC 5321 §4.5.3.2: 10 minutes for the data block.
+    pub data_timeout_secs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_message_size: 50 << 20,
+            max_recipients: 100,
+            max_connections: 1000,
+            max_connections_per_ip: 20,
+            command_timeout_secs: 300,
+            data_timeout_secs: 600,
+        }
+    }
+}
+
+/// Spool lock settings (see [`LockOptions`]).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Locking {
+    pub timeout_secs: u64,
+    pub stale_after_secs: u64,
+}
+
+impl Default for Locking {
+    fn default() -> Self {
+        Locking {
+            timeout_secs: 30,
+            stale_after_secs: 300,
+        }
+    }
+}
+
+/// Outbound queue.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueConfig {
+    /// Give up (and bounce) after this long; RFC 5321 §4.5.4.1 suggests 4–5 days.
+    pub lifetime_secs: u64,
+    pub retry_min_secs: u64,
+    pub retry_max_secs: u64,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            lifetime_secs: 5 * 86400,
+            retry_min_secs: 300,
+            retry_max_secs: 4 * 3600,
+        }
+    }
+}
+
+/// Health probing by dnsctl, and the agent's own checks.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Health {
+    pub interval_secs: u64,
+    pub fail_after: u32,
+    pub recover_after: u32,
+    /// The spool write + fsync check must finish within this.
+    pub spool_deadline_ms: u64,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Health {
+            interval_secs: 1,
+            fail_after: 3,
+            recover_after: 3,
+            spool_deadline_ms: 2000,
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// Read, parse and check the file.
+    pub fn load(path: &Path) -> Result<ClusterConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        ClusterConfig::parse(&text, path)
+    }
+
+    /// Parse and check `text`; `path` only labels errors.
+    pub fn parse(text: &str, path: &Path) -> Result<ClusterConfig, ConfigError> {
+        let config: ClusterConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        let problems = config.problems();
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                problems,
+            })
+        }
+    }
+
+    /// Every inconsistency in the file.
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if self.cluster.domains.is_empty() {
+            p.push("cluster.domains: at least one mail domain is needed".to_string());
+        }
+        for d in &self.cluster.domains {
+            if !is_domain(d) {
+                p.push(format!(
+                    "cluster.domains: {d:?} is not a valid lower-case domain name"
+                ));
+            }
+        }
+        if !self.cluster.spool.is_absolute() {
+            p.push(format!(
+                "cluster.spool: {} must be an absolute path (the same mount on every host)",
+                self.cluster.spool.display()
+            ));
+        }
+        if self.hosts.is_empty() {
+            p.push("host: at least one [[host]] is needed".to_string());
+        }
+        let (mut names, mut addrs, mut prios) = (HashSet::new(), HashSet::new(), HashSet::new());
+        for h in &self.hosts {
+            if crate::spool::validate_user(&h.name).is_err() || h.name.contains('+') {
+                p.push(format!(
+                    "host {:?}: names are letters, digits, '.', '_', '-'",
+                    h.name
+                ));
+            }
+            if !names.insert(&h.name) {
+                p.push(format!("host {:?}: the name is used twice", h.name));
+            }
+            if !addrs.insert(h.address) {
+                p.push(format!(
+                    "host {:?}: address {} is used twice",
+                    h.name, h.address
+                ));
+            }
+            if !prios.insert(h.mx_priority) {
+                p.push(format!(
+                    "host {:?}: mx_priority {} is used twice (the MX order must be clear)",
+                    h.name, h.mx_priority
+                ));
+            }
+        }
+        if self.auth.backend == AuthBackend::File && self.auth.passwd_file.is_none() {
+            p.push("auth: backend \"file\" needs passwd_file".to_string());
+        }
+        let l = &self.listeners;
+        if self.tls.is_none() {
+            for (name, port) in [
+                ("submissions", l.submissions),
+                ("imaps", l.imaps),
+                ("pop3s", l.pop3s),
+            ] {
+                if port != 0 {
+                    p.push(format!(
+                        "listeners.{name}: implicit TLS needs a [tls] section (or set it to 0)"
+                    ));
+                }
+            }
+        }
+        let ports = [
+            l.smtp,
+            l.submission,
+            l.submissions,
+            l.imap,
+            l.imaps,
+            l.pop3,
+            l.pop3s,
+            l.health,
+        ];
+        let mut seen = HashSet::new();
+        for port in ports.into_iter().filter(|p| *p != 0) {
+            if !seen.insert(port) {
+                p.push(format!("listeners: port {port} is used by two listeners"));
+            }
+        }
+        let m = &self.limits;
+        for (name, v) in [
+            ("max_message_size", m.max_message_size),
+            ("max_recipients", m.max_recipients as u64),
+            ("max_connections", m.max_connections as u64),
+            ("max_connections_per_ip", m.max_connections_per_ip as u64),
+            ("command_timeout_secs", m.command_timeout_secs),
+            ("data_timeout_secs", m.data_timeout_secs),
+        ] {
+            if v == 0 {
+                p.push(format!("limits.{name} must be greater than 0"));
+            }
+        }
+        if m.max_connections_per_ip > m.max_connections {
+            p.push("limits.max_connections_per_ip exceeds max_connections".to_string());
+        }
+        if self.locking.timeout_secs == 0
+            || self.locking.stale_after_secs <= self.locking.timeout_secs
+        {
+            p.push(
+                "locking: timeout_secs must be > 0 and stale_after_secs longer than it \
+                 (a waiting lock must not look stale)"
+                    .to_string(),
+            );
+        }
+        let q = &self.queue;
+        if q.retry_min_secs == 0
+            || q.retry_min_secs > q.retry_max_secs
+            || q.retry_max_secs > q.lifetime_secs
+        {
+            p.push("queue: need 0 < retry_min_secs <= retry_max_secs <= lifetime_secs".to_string());
+        }
+        let h = &self.health;
+        if h.interval_secs == 0
+            || h.fail_after == 0
+            || h.recover_after == 0
+            || h.spool_deadline_ms == 0
+        {
+            p.push("health: interval_secs, fail_after, recover_after and spool_deadline_ms must be > 0".to_string());
+        }
+        p
+    }
+
+    /// The entry of the host named `name` (each agent is started with `--host NAME`).
+    pub fn host(&self, name: &str) -> Result<&HostConfig, ConfigError> {
+        self.hosts
+            .iter()
+            .find(|h| h.name == name)
+            .ok_or_else(|| ConfigError::UnknownHost {
+                name: name.to_string(),
+                known: self.hosts.iter().map(|h| h.name.clone()).collect(),
+            })
+    }
+
+    /// Lock settings for the spool as host `host` (its name goes into lock files).
+    pub fn lock_options(&self, host: &HostConfig) -> LockOptions {
+        LockOptions {
+            timeout: Duration::from_secs(self.locking.timeout_secs),
+            stale_after: Duration::from_secs(self.locking.stale_after_secs),
+            hostname: host.name.clone(),
+            ..LockOptions::default()
+        }
+    }
+
+    /// Whether `domain` is one of ours (case-insensitive).
+    pub fn is_local_domain(&self, domain: &str) -> bool {
+        self.cluster
+            .domains
+            .iter()
+            .any(|d| d.eq_ignore_ascii_case(domain.trim_end_matches('.')))
+    }
+}
+
+fn is_domain(d: &str) -> bool {
+    !d.is_empty()
+        && d.len() <= 253
+        && d.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+[cluster]
+domains = ["example.test", "other.test"]
+spool = "/srv/mail"
+
+[[host]]
+name = "host1"
+address = "10.0.0.11"
+mx_priority = 10
+
+[[host]]
+name = "host2"
+address = "10.0.0.12"
+mx_priority = 20
+
+[auth]
+backend = "file"
+passwd_file = "/etc/hamail/passwd"
+aliases_file = "/etc/hamail/aliases"
+
+[tls]
+cert = "/etc/hamail/cert.pem"
+key = "/etc/hamail/key.pem"
+
+[limits]
+max_recipients = 50
+"#;
+
+    fn parse(text: &str) -> Result<ClusterConfig, ConfigError> {
+        ClusterConfig::parse(text, Path::new("hamail.toml"))
+    }
+
+    #[test]
+    fn example_parses_with_defaults_and_finds_hosts() {
+        let c = parse(EXAMPLE).unwrap();
+        assert_eq!(c.hosts.len(), 2);
+        assert_eq!(c.limits.max_recipients, 50);
+        assert_eq!(c.limits.data_timeout_secs, 600, "default kept");
+        assert_eq!(c.listeners.submission, 587);
+        let h2 = c.host("host2").unwrap();
+        assert_eq!(h2.address, "10.0.0.12".parse::<IpAddr>().unwrap());
+        assert_eq!(c.lock_options(h2).hostname, "host2");
+        assert!(c.is_local_domain("Example.TEST."));
+        assert!(!c.is_local_domain("example.org"));
+        let err = c.host("host9").unwrap_err().to_string();
+        assert!(err.contains("host1, host2"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_with_the_line() {
+        let text = EXAMPLE.replace(
+            "max_recipients = 50",
+            "max_recipients = 50\nmax_recipeints = 5",
+        );
+        let line = text
+            .lines()
+            .position(|l| l.starts_with("max_recipeints"))
+            .unwrap()
+            + 1;
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("unknown field `max_recipeints`"), "{err}");
+        assert!(err.contains(&format!("line {line}")), "{err}");
+        let err = parse(&EXAMPLE.replace("[tls]", "[tsl]"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("tsl"), "{err}");
+    }
+
+    #[test]
+    fn every_inconsistency_is_reported_at_once() {
+        let text = EXAMPLE
+            .replace("\"/srv/mail\"", "\"srv/mail\"")
+            .replace("10.0.0.12", "10.0.0.11")
+            .replace("mx_priority = 20", "mx_priority = 10")
+            .replace("passwd_file = \"/etc/hamail/passwd\"\n", "")
+            .replace("\"other.test\"", "\"Bad_Domain\"");
+        let Err(ConfigError::Invalid { problems, .. }) = parse(&text) else {
+            panic!("expected Invalid");
+        };
+        let all = problems.join("\n");
+        for needle in [
+            "absolute path",
+            "address 10.0.0.11 is used twice",
+            "mx_priority 10",
+            "passwd_file",
+            "Bad_Domain",
+        ] {
+            assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
+        }
+        assert_eq!(problems.len(), 5, "{all}");
+    }
+
+    #[test]
+    fn implicit_tls_without_certificates_is_refused() {
+        let start = EXAMPLE.find("[tls]").unwrap();
+        let end = EXAMPLE.find("[limits]").unwrap();
+        let text = format!("{}{}", &EXAMPLE[..start], &EXAMPLE[end..]);
+        let Err(ConfigError::Invalid { problems, .. }) = parse(&text) else {
+            panic!("expected Invalid");
+        };
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        let ok = format!("{text}\n[listeners]\nsubmissions = 0\nimaps = 0\npop3s = 0\n");
+        assert!(parse(&ok).is_ok());
+    }
+}
