@@ -168,13 +168,6 @@ fn strip_separator(body: &[u8]) -> &[u8] {
     }
 }
 
-/// The next message boundary (a `From ` at a line start) at or after `from` (≥ 1).
-pub fn next_boundary(buf: &[u8], from: usize) -> Option<usize> {
-    // Search from one byte earlier so the LF before a "From " at `from` is seen.
-    let base = from - 1;
-    NL_FROM.find(&buf[base..]).map(|i| base + i + 1)
-}
-
 /// Offsets (relative to `buf`) of every `From ` line that starts a message in `buf`,
 /// where `buf[0]` is known to be at a line start.
 pub fn boundaries(buf: &[u8]) -> impl Iterator<Item = usize> + '_ {

@@ -8,7 +8,7 @@
 //! directory fsynced: it is either complete or absent. Its checksummed framing
 //! ([`crate::record`]) makes a truncated file fail to decode instead of half-reading.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::{ErrorKind, Read};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -244,18 +244,15 @@ impl ClaimedEntry {
     }
 }
 
-/// Open a file only to check an id exists (used by tests).
-pub fn exists(queue: &Queue, id: &str) -> bool {
-    queue
-        .entry_path(id)
-        .map(|p| File::open(p).is_ok())
-        .unwrap_or(false)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::spool::Spool;
+    use std::fs::File;
+
+    fn exists(queue: &Queue, id: &str) -> bool {
+        queue.entry_path(id).is_ok_and(|p| File::open(p).is_ok())
+    }
 
     #[test]
     fn enqueue_claim_defer_complete() {
