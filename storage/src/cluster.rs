@@ -73,6 +73,8 @@ pub struct ClusterConfig {
     pub queue: QueueConfig,
     #[serde(default)]
     pub health: Health,
+    #[serde(default)]
+    pub relay: Relay,
 }
 
 /// What the cluster serves and where its spool is.
@@ -94,6 +96,9 @@ pub struct HostConfig {
     pub address: IpAddr,
     /// MX preference while healthy (lower is preferred).
     pub mx_priority: u16,
+    /// Name in SMTP banners and `Received:` headers; default `<name>.<first domain>`.
+    #[serde(default)]
+    pub fqdn: Option<String>,
 }
 
 /// Where accounts come from.
@@ -232,6 +237,9 @@ pub struct Health {
     pub recover_after: u32,
     /// The spool write + fsync check must finish within this.
     pub spool_deadline_ms: u64,
+    /// Where the agent serves `/healthz` and `/metrics`; default the host's address and
+    /// `listeners.health`.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 impl Default for Health {
@@ -241,6 +249,41 @@ impl Default for Health {
             fail_after: 3,
             recover_after: 3,
             spool_deadline_ms: 2000,
+            listen: None,
+        }
+    }
+}
+
+/// Outbound delivery of relayed mail (the queue runner on every host).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Relay {
+    /// DNS server for MX lookups (`"127.0.0.1:5353"`); default: the system's resolv.conf.
+    pub resolver: Option<std::net::SocketAddr>,
+    /// TCP port of remote mail servers (25; tests point it at a local sink).
+    pub port: u16,
+    /// Send everything through this host instead of looking up MX (`"host"` or
+    /// `"host:port"`).
+    pub smarthost: Option<String>,
+    pub connect_timeout_secs: u64,
+    /// Per SMTP command while sending (RFC 5321 §4.5.3.2 client timeouts are 5–10 min).
+    pub command_timeout_secs: u64,
+    /// How often each host scans the queue for due entries.
+    pub scan_interval_secs: u64,
+    /// Refuse to send without STARTTLS (default: opportunistic TLS, like most MTAs).
+    pub require_tls: bool,
+}
+
+impl Default for Relay {
+    fn default() -> Self {
+        Relay {
+            resolver: None,
+            port: 25,
+            smarthost: None,
+            connect_timeout_secs: 30,
+            command_timeout_secs: 300,
+            scan_interval_secs: 10,
+            require_tls: false,
         }
     }
 }
@@ -391,7 +434,34 @@ impl ClusterConfig {
         {
             p.push("health: interval_secs, fail_after, recover_after and spool_deadline_ms must be > 0".to_string());
         }
+        let r = &self.relay;
+        if r.port == 0
+            || r.connect_timeout_secs == 0
+            || r.command_timeout_secs == 0
+            || r.scan_interval_secs == 0
+        {
+            p.push("relay: port and the timeouts/intervals must be > 0".to_string());
+        }
+        for h in &self.hosts {
+            if let Some(f) = &h.fqdn {
+                if !is_domain(f) {
+                    p.push(format!(
+                        "host {:?}: fqdn {f:?} is not a valid lower-case domain name",
+                        h.name
+                    ));
+                }
+            }
+        }
         p
+    }
+
+    /// The name host `host` uses in banners and `Received:` headers.
+    pub fn fqdn(&self, host: &HostConfig) -> String {
+        match (&host.fqdn, self.cluster.domains.first()) {
+            (Some(f), _) => f.clone(),
+            (None, Some(d)) => format!("{}.{d}", host.name),
+            (None, None) => host.name.clone(),
+        }
     }
 
     /// The entry of the host named `name` (each agent is started with `--host NAME`).

@@ -1,0 +1,1 @@
+//! Relay out: the queue runner that every host runs over the shared queue.
