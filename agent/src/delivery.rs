@@ -47,6 +47,7 @@ pub struct Delivered {
 pub fn deliver(
     spool: &Spool,
     local_domain: &str,
+    queue_id: &str,
     sender: &str,
     users: &[String],
     remote: &[String],
@@ -56,18 +57,16 @@ pub fn deliver(
     let mut queued = 0;
     // Remote copies first: if the queue cannot take them, nothing has been written yet
     // and a plain 4xx is exact.
-    let queue_id = if remote.is_empty() {
-        hamail_storage::queue::new_id()
-    } else {
+    if !remote.is_empty() {
+        queue.enqueue_with_id(queue_id, sender, remote, data.to_vec())?;
         queued += remote.len();
-        queue.enqueue(sender, remote, data.to_vec())?
-    };
+    }
     let mut local = 0;
     let mut retry = Vec::new();
     let mut last_error = None;
     if !users.is_empty() {
         let mut msg = NewMessage::new(sender, local_copy(sender, data));
-        msg.queue_id = queue_id.clone();
+        msg.queue_id = queue_id.to_string();
         let names: Vec<&str> = users.iter().map(String::as_str).collect();
         for (user, result) in users.iter().zip(spool.deliver(&names, &msg)) {
             match result {
@@ -81,7 +80,9 @@ pub fn deliver(
         }
     }
     if !retry.is_empty() {
-        if let Err(e) = queue.enqueue(sender, &retry, data.to_vec()) {
+        // A second entry of the same transaction: its own id, recognisably related.
+        let retry_id = format!("{queue_id}L");
+        if let Err(e) = queue.enqueue_with_id(&retry_id, sender, &retry, data.to_vec()) {
             if local > 0 || queued > 0 {
                 tracing::error!(queue_id = %queue_id, error = %e, delivered = local,
                     "could not queue the failed recipients after others were delivered; the sender's retry may duplicate");
@@ -95,7 +96,7 @@ pub fn deliver(
         queued += retry.len();
     }
     Ok(Delivered {
-        queue_id,
+        queue_id: queue_id.to_string(),
         local,
         queued,
     })
@@ -176,6 +177,7 @@ mod tests {
         let d = deliver(
             &spool,
             "example.test",
+            "T1",
             "s@x.test",
             &["alice".to_string(), "bob".to_string()],
             &["r@remote.test".to_string()],

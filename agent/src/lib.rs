@@ -6,6 +6,14 @@
 //! binary (`main.rs`) only parses the command line.
 
 pub mod auth;
+pub mod conn;
+pub mod date;
 pub mod delivery;
+pub mod health;
+pub mod lda;
+pub mod limits;
 pub mod relay;
+pub mod run;
 pub mod shutdown;
+pub mod smtp;
+pub mod tls;

@@ -129,8 +129,23 @@ impl Queue {
     /// on the spool (SMTP may answer 250).
     pub fn enqueue(&self, sender: &str, recipients: &[String], data: Vec<u8>) -> Result<String> {
         let id = new_id();
+        self.enqueue_with_id(&id, sender, recipients, data)?;
+        Ok(id)
+    }
+
+    /// [`enqueue`](Self::enqueue) under an id the caller chose (the SMTP transaction's id,
+    /// so logs, `Received:` and the queue agree). The id must be new: 1 to 64 letters and
+    /// digits, e.g. from [`new_id`].
+    pub fn enqueue_with_id(
+        &self,
+        id: &str,
+        sender: &str,
+        recipients: &[String],
+        data: Vec<u8>,
+    ) -> Result<()> {
+        self.entry_path(id)?;
         let entry = QueueEntry {
-            id: id.clone(),
+            id: id.to_string(),
             sender: sender.to_string(),
             recipients: recipients.to_vec(),
             created: crate::mbox::now(),
@@ -139,8 +154,7 @@ impl Queue {
             last_error: String::new(),
             data,
         };
-        self.write_entry(&entry)?;
-        Ok(id)
+        self.write_entry(&entry)
     }
 
     fn write_entry(&self, entry: &QueueEntry) -> Result<()> {

@@ -1,0 +1,226 @@
+//! The health and metrics endpoint: `GET /healthz` (what dnsctl probes) and
+//! `GET /metrics` (Prometheus text format), on a small hand-written HTTP/1.1 server —
+//! two fixed GET routes do not justify an HTTP framework in the agent.
+//!
+//! `/healthz` answers 200 with JSON when every check passes, else 503 with the same JSON
+//! (`"status": "fail"` and the failing check marked `"ok": false`):
+//!
+//! ```json
+//! {"status":"ok","host":"host1","checks":{
+//!   "spool":{"ok":true,"ms":3},
+//!   "auth":{"ok":true,"backend":"file"},
+//!   "listeners":{"ok":true,"smtp":true,"submission":true,"submissions":true},
+//!   "queue":{"ok":true,"depth":0},
+//!   "shutdown":{"ok":true}}}
+//! ```
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hamail_storage::Spool;
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::auth::Directory;
+use crate::shutdown::Shutdown;
+
+/// What `/healthz` looks at.
+#[derive(Debug)]
+pub struct HealthContext {
+    pub host: String,
+    pub spool: Spool,
+    pub directory: Arc<Directory>,
+    pub spool_deadline: Duration,
+    pub metrics: Option<PrometheusHandle>,
+    pub shutdown: Shutdown,
+    /// Listener name → bound and serving.
+    listeners: Mutex<BTreeMap<&'static str, bool>>,
+    /// A spool probe is still running (a hung NFS server must not pile them up).
+    probing: Arc<AtomicBool>,
+}
+
+impl HealthContext {
+    pub fn new(
+        host: String,
+        spool: Spool,
+        directory: Arc<Directory>,
+        spool_deadline: Duration,
+        metrics: Option<PrometheusHandle>,
+        shutdown: Shutdown,
+    ) -> HealthContext {
+        HealthContext {
+            host,
+            spool,
+            directory,
+            spool_deadline,
+            metrics,
+            shutdown,
+            listeners: Mutex::new(BTreeMap::new()),
+            probing: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    pub fn set_listener(&self, name: &'static str, up: bool) {
+        self.listeners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name, up);
+    }
+
+    /// Run every check; `(healthy, json)`.
+    pub async fn check(&self) -> (bool, Value) {
+        let spool = self.check_spool().await;
+        let auth = match tokio::time::timeout(self.spool_deadline, self.directory.backend().check())
+            .await
+        {
+            Ok(Ok(())) => json!({"ok": true, "backend": self.directory.backend().name()}),
+            Ok(Err(e)) => {
+                json!({"ok": false, "backend": self.directory.backend().name(), "error": e.to_string()})
+            }
+            Err(_) => {
+                json!({"ok": false, "backend": self.directory.backend().name(), "error": "timeout"})
+            }
+        };
+        let mut listeners = serde_json::Map::new();
+        let mut all_up = true;
+        for (name, up) in self
+            .listeners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            all_up &= *up;
+            listeners.insert((*name).to_string(), json!(up));
+        }
+        listeners.insert("ok".to_string(), json!(all_up));
+        let queue = self.spool.queue();
+        let depth = tokio::time::timeout(
+            self.spool_deadline,
+            tokio::task::spawn_blocking(move || queue.list().map(|l| l.len())),
+        )
+        .await;
+        let queue = match depth {
+            Ok(Ok(Ok(n))) => {
+                metrics::gauge!("hamail_queue_depth").set(n as f64);
+                json!({"ok": true, "depth": n})
+            }
+            _ => json!({"ok": false, "error": "cannot list the queue"}),
+        };
+        let stopping = self.shutdown.is_set();
+        let checks = json!({
+            "spool": spool,
+            "auth": auth,
+            "listeners": Value::Object(listeners),
+            "queue": queue,
+            "shutdown": {"ok": !stopping},
+        });
+        let healthy = checks
+            .as_object()
+            .is_some_and(|m| m.values().all(|c| c["ok"] == json!(true)));
+        let status = if healthy { "ok" } else { "fail" };
+        (
+            healthy,
+            json!({"status": status, "host": self.host, "checks": checks}),
+        )
+    }
+
+    /// Write and fsync a probe file on the spool within the deadline.
+    async fn check_spool(&self) -> Value {
+        if self.probing.swap(true, Ordering::SeqCst) {
+            return json!({"ok": false, "error": "previous spool probe still running"});
+        }
+        let started = Instant::now();
+        let path = self
+            .spool
+            .root()
+            .join("health")
+            .join(format!("{}.probe", self.host));
+        let probing = self.probing.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            let result = write_probe(&path);
+            probing.store(false, Ordering::SeqCst);
+            result
+        });
+        match tokio::time::timeout(self.spool_deadline, task).await {
+            Ok(Ok(Ok(()))) => json!({"ok": true, "ms": started.elapsed().as_millis() as u64}),
+            Ok(Ok(Err(e))) => json!({"ok": false, "error": e.to_string()}),
+            Ok(Err(e)) => json!({"ok": false, "error": e.to_string()}),
+            Err(_) => {
+                json!({"ok": false, "error": format!("no fsync within {} ms", self.spool_deadline.as_millis())})
+            }
+        }
+    }
+}
+
+fn write_probe(path: &std::path::Path) -> std::io::Result<()> {
+    use std::io::Write;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut f = std::fs::File::create(path)?;
+    writeln!(f, "{}", crate::date::now())?;
+    f.sync_all()
+}
+
+/// Serve HTTP until shutdown. Health stays up during shutdown (it answers 503) until the
+/// listener task is dropped.
+pub async fn serve(listener: TcpListener, ctx: Arc<HealthContext>) {
+    loop {
+        let Ok((socket, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(10), respond(socket, &ctx)).await;
+        });
+    }
+}
+
+async fn respond(mut socket: TcpStream, ctx: &HealthContext) -> std::io::Result<()> {
+    let mut buf = Vec::with_capacity(1024);
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") && !buf.windows(2).any(|w| w == b"\n\n") {
+        if buf.len() > 8192 || socket.read_buf(&mut buf).await? == 0 {
+            break;
+        }
+    }
+    let request = String::from_utf8_lossy(&buf);
+    let mut parts = request.split_whitespace();
+    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let (status, ctype, body) = match (method, path) {
+        ("GET", "/healthz") => {
+            let (ok, v) = ctx.check().await;
+            let status = if ok {
+                "200 OK"
+            } else {
+                "503 Service Unavailable"
+            };
+            (status, "application/json", format!("{v}\n"))
+        }
+        ("GET", "/metrics") => match &ctx.metrics {
+            Some(h) => ("200 OK", "text/plain; version=0.0.4", h.render()),
+            None => (
+                "404 Not Found",
+                "text/plain",
+                "metrics disabled\n".to_string(),
+            ),
+        },
+        ("GET", _) => ("404 Not Found", "text/plain", "not found\n".to_string()),
+        _ => (
+            "405 Method Not Allowed",
+            "text/plain",
+            "GET only\n".to_string(),
+        ),
+    };
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    socket.write_all(head.as_bytes()).await?;
+    socket.write_all(body.as_bytes()).await?;
+    socket.shutdown().await
+}

@@ -1,0 +1,346 @@
+//! The SMTP listeners and the per-connection loop that drives a [`Session`]: reading
+//! lines and message data with timeouts, answering pipelined commands in one write,
+//! upgrading to TLS, and calling the directory and the spool.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hamail_storage::{Spool, StorageError};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, info, warn};
+
+use super::data::{DataDecoder, Progress};
+use super::reply::Reply;
+use super::session::{Accepted, Action, AuthOutcome, DeliveryFailure, Lookup, Session, Settings};
+use crate::auth::{Directory, LoginLimiter};
+use crate::conn::{Connection, ReadError, Stream};
+use crate::limits::{ConnLimits, Refused};
+use crate::shutdown::Shutdown;
+
+/// RFC 5321 §4.5.3.1.4/5: command lines up to 512 octets, but AUTH (RFC 4954 §4) and
+/// extensions need more; anything longer is refused, never buffered without bound.
+pub const MAX_COMMAND_LINE: usize = 4096;
+/// Longest message line kept (RFC 5322 says 998; real mail has longer HTML lines).
+pub const MAX_DATA_LINE: usize = 64 * 1024;
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Everything the SMTP sessions of one agent share.
+pub struct SmtpContext {
+    pub spool: Spool,
+    pub directory: Arc<Directory>,
+    pub limiter: Arc<LoginLimiter>,
+    pub tls: Option<TlsAcceptor>,
+    pub limits: Arc<ConnLimits>,
+    /// Local recipients that fail now are queued as `user@primary_domain`.
+    pub primary_domain: String,
+    pub command_timeout: Duration,
+    pub data_timeout: Duration,
+    /// Called after a message was put into the queue (wakes the relay runner).
+    pub on_queued: Box<dyn Fn() + Send + Sync>,
+}
+
+impl std::fmt::Debug for SmtpContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpContext")
+            .field("spool", &self.spool.root())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Accept connections until shutdown. `implicit_tls` is port 465.
+pub async fn serve(
+    listener: TcpListener,
+    settings: Arc<Settings>,
+    ctx: Arc<SmtpContext>,
+    implicit_tls: bool,
+    mut shutdown: Shutdown,
+) {
+    let name = if implicit_tls {
+        "submissions"
+    } else {
+        settings.kind.name()
+    };
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = shutdown.wait() => break,
+        };
+        let (socket, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                warn!(listener = name, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        metrics::counter!("hamail_connections_total", "listener" => name).increment(1);
+        let permit = match ctx.limits.admit(peer.ip()) {
+            Ok(p) => p,
+            Err(why) => {
+                metrics::counter!("hamail_connections_refused_total", "listener" => name)
+                    .increment(1);
+                refuse(socket, peer, why, implicit_tls);
+                continue;
+            }
+        };
+        let (settings, ctx, shutdown) = (settings.clone(), ctx.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let _permit = permit;
+            handle(socket, peer, settings, ctx, implicit_tls, shutdown).await;
+        });
+    }
+}
+
+fn refuse(socket: TcpStream, peer: SocketAddr, why: Refused, implicit_tls: bool) {
+    warn!(%peer, ?why, "connection refused: limit reached");
+    if implicit_tls {
+        return; // a plaintext reply would only confuse a TLS client
+    }
+    tokio::spawn(async move {
+        let mut conn = Connection::new(Stream::Plain(socket));
+        let text = match why {
+            Refused::Total => "Too many connections, try again later",
+            Refused::PerIp => "Too many connections from your address",
+        };
+        conn.queue(Reply::new(421, "4.7.0", text).wire());
+        conn.shutdown().await;
+    });
+}
+
+async fn handle(
+    socket: TcpStream,
+    peer: SocketAddr,
+    settings: Arc<Settings>,
+    ctx: Arc<SmtpContext>,
+    implicit_tls: bool,
+    shutdown: Shutdown,
+) {
+    let _ = socket.set_nodelay(true);
+    let mut conn = Connection::new(Stream::Plain(socket));
+    if implicit_tls {
+        let Some(acceptor) = &ctx.tls else { return };
+        if let Err(e) = conn.upgrade(acceptor, TLS_HANDSHAKE_TIMEOUT).await {
+            debug!(%peer, error = %e, "TLS handshake failed");
+            return;
+        }
+    }
+    let session = Session::new(settings, peer.ip(), conn.is_tls());
+    if let Err(e) = run(&mut conn, session, &ctx, peer, shutdown).await {
+        debug!(%peer, error = %e, "connection ended");
+    }
+    conn.shutdown().await;
+}
+
+async fn run(
+    conn: &mut Connection,
+    mut session: Session,
+    ctx: &SmtpContext,
+    peer: SocketAddr,
+    mut shutdown: Shutdown,
+) -> Result<(), ReadError> {
+    conn.queue(session.greeting().wire());
+    loop {
+        if !conn.has_line() {
+            conn.flush().await?;
+        }
+        let line = tokio::select! {
+            biased;
+            r = conn.read_line(MAX_COMMAND_LINE, ctx.command_timeout) => r,
+            // Between transactions a shutdown ends the session politely.
+            _ = shutdown.wait(), if !conn.has_line() => {
+                conn.queue(Reply::new(421, "4.3.2", "Service shutting down, try again later").wire());
+                return Ok(());
+            }
+        };
+        let line = match line {
+            Ok(l) => l,
+            Err(ReadError::TooLong(_)) => {
+                reject_metric("5.5.2");
+                conn.queue(Reply::new(500, "5.5.2", "Line too long").wire());
+                continue;
+            }
+            Err(ReadError::Timeout) => {
+                conn.queue(Reply::new(421, "4.4.2", "Timeout, closing connection").wire());
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        let mut action = session.command(&line);
+        loop {
+            action = match action {
+                Action::Reply(r) => {
+                    count_reply(&r);
+                    conn.queue(r.wire());
+                    break;
+                }
+                Action::Close(r) => {
+                    count_reply(&r);
+                    conn.queue(r.wire());
+                    return Ok(());
+                }
+                Action::StartTls(r) => {
+                    conn.queue(r.wire());
+                    conn.flush().await?;
+                    let dropped = conn.discard_input();
+                    if dropped > 0 {
+                        warn!(%peer, bytes = dropped, "discarded plaintext pipelined after STARTTLS");
+                    }
+                    let Some(acceptor) = &ctx.tls else {
+                        return Ok(());
+                    };
+                    conn.upgrade(acceptor, TLS_HANDSHAKE_TIMEOUT).await?;
+                    session.tls_started();
+                    break;
+                }
+                Action::Authenticate { login, password } => {
+                    let outcome = authenticate(ctx, peer, &login, &password).await;
+                    session.auth_result(outcome)
+                }
+                Action::CheckRecipient {
+                    address,
+                    local_part,
+                } => {
+                    let lookup = match ctx.directory.resolve(&local_part).await {
+                        Ok(Some(t)) => Lookup::Found(t),
+                        Ok(None) => Lookup::Unknown,
+                        Err(e) => {
+                            warn!(%peer, error = %e, "recipient lookup failed");
+                            Lookup::Unavailable
+                        }
+                    };
+                    session.rcpt_result(address, lookup)
+                }
+                Action::ReadData(r) => {
+                    conn.queue(r.wire());
+                    conn.flush().await?;
+                    let max = usize::try_from(session.max_message_size()).unwrap_or(usize::MAX);
+                    let mut decoder = DataDecoder::new(max, MAX_DATA_LINE);
+                    conn.read_with(ctx.data_timeout, |bytes| match decoder.feed(bytes) {
+                        Progress::Done(n) => Some(n),
+                        Progress::More => None,
+                    })
+                    .await
+                    .inspect_err(|e| {
+                        if matches!(e, ReadError::Timeout) {
+                            info!(%peer, queue_id = session.queue_id(), "timeout during DATA, nothing stored");
+                        }
+                    })?;
+                    let size = decoder.wire_size();
+                    session.data_result(decoder.finish(), size)
+                }
+                Action::Deliver(accepted) => {
+                    let result =
+                        store(ctx, session.queue_id(), *accepted, peer, session.user()).await;
+                    session.delivered(result)
+                }
+            };
+        }
+    }
+}
+
+async fn authenticate(
+    ctx: &SmtpContext,
+    peer: SocketAddr,
+    login: &str,
+    password: &str,
+) -> AuthOutcome {
+    if ctx.limiter.check(peer.ip(), login).is_err() {
+        metrics::counter!("hamail_auth_failures_total", "reason" => "rate_limited").increment(1);
+        warn!(%peer, login, "login refused: too many failures");
+        return AuthOutcome::Limited;
+    }
+    match ctx.directory.verify(login, password).await {
+        Ok(Some(user)) => {
+            ctx.limiter.success(peer.ip(), login);
+            info!(%peer, login, user = %user, "authenticated");
+            AuthOutcome::Ok(user)
+        }
+        Ok(None) => {
+            ctx.limiter.failure(peer.ip(), login);
+            metrics::counter!("hamail_auth_failures_total", "reason" => "invalid").increment(1);
+            warn!(%peer, login, "authentication failed");
+            AuthOutcome::Failed
+        }
+        Err(e) => {
+            metrics::counter!("hamail_auth_failures_total", "reason" => "unavailable").increment(1);
+            warn!(%peer, login, error = %e, "authentication backend unavailable");
+            AuthOutcome::Unavailable
+        }
+    }
+}
+
+/// Put the message on the spool (blocking file I/O, so on the blocking pool) and log the
+/// transaction in one line.
+async fn store(
+    ctx: &SmtpContext,
+    queue_id: &str,
+    msg: Accepted,
+    peer: SocketAddr,
+    user: Option<&str>,
+) -> Result<(), DeliveryFailure> {
+    let started = Instant::now();
+    let spool = ctx.spool.clone();
+    let domain = ctx.primary_domain.clone();
+    let id = queue_id.to_string();
+    let data_len = msg.data.len();
+    let (sender, recipients) = (msg.sender.clone(), msg.recipients.clone());
+    let result = tokio::task::spawn_blocking(move || {
+        crate::delivery::deliver(
+            &spool,
+            &domain,
+            &id,
+            &msg.sender,
+            &msg.users,
+            &msg.remote,
+            &msg.data,
+        )
+    })
+    .await;
+    let elapsed = started.elapsed();
+    metrics::histogram!("hamail_delivery_seconds").record(elapsed.as_secs_f64());
+    let result = match result {
+        Ok(r) => r,
+        Err(e) => Err(StorageError::Io {
+            path: ctx.spool.root().to_path_buf(),
+            source: std::io::Error::other(e.to_string()),
+        }),
+    };
+    match result {
+        Ok(d) => {
+            metrics::counter!("hamail_messages_total", "result" => "accepted").increment(1);
+            info!(queue_id, %peer, user, from = %sender, rcpts = recipients.len(),
+                local = d.local, queued = d.queued, size = data_len, ms = elapsed.as_millis() as u64,
+                result = "250", "message accepted");
+            if d.queued > 0 {
+                (ctx.on_queued)();
+            }
+            Ok(())
+        }
+        Err(e) => {
+            let failure = if matches!(e, StorageError::NoSpace { .. }) {
+                DeliveryFailure::NoSpace
+            } else {
+                DeliveryFailure::Temporary
+            };
+            metrics::counter!("hamail_messages_total", "result" => "deferred").increment(1);
+            warn!(queue_id, %peer, user, from = %sender, rcpts = recipients.len(), size = data_len,
+                ms = elapsed.as_millis() as u64, error = %e, result = "4xx", "message not stored");
+            Err(failure)
+        }
+    }
+}
+
+fn count_reply(r: &Reply) {
+    if r.code() >= 400 {
+        let text = format!("{r}");
+        let esc = text.split(' ').nth(1).unwrap_or("");
+        reject_metric(if esc.contains('.') { esc } else { "other" });
+    }
+}
+
+fn reject_metric(reason: &str) {
+    metrics::counter!("hamail_smtp_rejects_total", "reason" => reason.to_string()).increment(1);
+}
