@@ -12,10 +12,15 @@ use hamail_storage::cluster::ClusterConfig;
 #[command(version, about = "hamail mail-host agent: SMTP, relay queue, health")]
 struct Cli {
     /// The cluster config, the same file on every host.
-    #[arg(long, env = "HAMAIL_CONFIG", default_value = "/etc/hamail/hamail.toml")]
+    #[arg(
+        long,
+        global = true,
+        env = "HAMAIL_CONFIG",
+        default_value = "/etc/hamail/hamail.toml"
+    )]
     config: PathBuf,
     /// This host's `[[host]]` entry (default: the short system hostname).
-    #[arg(long, env = "HAMAIL_HOST")]
+    #[arg(long, global = true, env = "HAMAIL_HOST")]
     host: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
@@ -142,6 +147,7 @@ fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
 }

@@ -289,6 +289,7 @@ fn write_batch(
         }
         file.write_all_at(&buf, orig)?;
         fault::point("append:after-write");
+        fault::pause("append:after-write");
         file.sync_data()
     })();
     if let Err(e) = written {
