@@ -197,6 +197,11 @@ impl Session {
         let mut framed = Vec::with_capacity(line.len() + 2);
         framed.extend_from_slice(line);
         framed.extend_from_slice(b"\r\n");
+        // smtp-proto reads a domain-less path as empty; RFC 5321 §4.5.1 requires
+        // `RCPT TO:<Postmaster>` to work, so it is recognised here first.
+        if line.eq_ignore_ascii_case(b"RCPT TO:<postmaster>") {
+            return self.rcpt("postmaster".to_string());
+        }
         let request = match Request::parse(&mut framed.iter()) {
             Ok(r) => r,
             Err(e) => return self.parse_error(e),
@@ -211,6 +216,9 @@ impl Session {
                 initial_response,
             } => self.auth_start(mechanism, &initial_response),
             Request::Mail { from } => self.mail(from.address.into_owned(), from.size as u64),
+            Request::Rcpt { to } if to.address.is_empty() => {
+                self.error(501, "5.1.3", "Bad recipient address syntax")
+            }
             Request::Rcpt { to } => self.rcpt(to.address.into_owned()),
             Request::Data => self.data(),
             Request::Rset => {
@@ -621,3 +629,7 @@ fn plausible_address(addr: &str) -> bool {
         None => false,
     }
 }
+
+#[cfg(test)]
+#[path = "session_tests.rs"]
+mod tests;
