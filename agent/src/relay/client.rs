@@ -341,7 +341,14 @@ async fn transaction(
         let reply = match conn.command(&format!("RCPT TO:<{rcpt}>\r\n")).await {
             Ok(r) => r,
             Err(SessionError::Failed { reply, .. }) => {
-                return Ok(fill(replies, &reply));
+                // No DATA will follow: recipients accepted so far are not delivered.
+                return Ok(replies
+                    .into_iter()
+                    .map(|r| match r {
+                        Some(r) if r.outcome() != Outcome::Delivered => r,
+                        _ => reply.clone(),
+                    })
+                    .collect());
             }
         };
         if reply.outcome() == Outcome::Delivered {
@@ -382,14 +389,6 @@ async fn data(conn: &mut Conn, message: &[u8]) -> Result<Reply, SessionError> {
         conn.write(chunk).await?;
     }
     conn.read_reply().await
-}
-
-/// Recipients without a reply yet get `reply` (which must then be a failure).
-fn fill(replies: Vec<Option<Reply>>, reply: &Reply) -> Vec<Reply> {
-    replies
-        .into_iter()
-        .map(|r| r.unwrap_or_else(|| reply.clone()))
-        .collect()
 }
 
 struct Conn {
@@ -580,6 +579,99 @@ mod tls {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A one-connection server that answers each command line with the next reply from
+    /// `replies` (after its banner) and closes when they run out; it swallows DATA.
+    async fn scripted(replies: Vec<&'static str>) -> SocketAddr {
+        use tokio::io::AsyncBufReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let mut io = tokio::io::BufReader::new(stream);
+            io.write_all(b"220 test\r\n").await.unwrap();
+            let mut in_data = false;
+            for reply in replies {
+                loop {
+                    let mut line = String::new();
+                    if io.read_line(&mut line).await.unwrap() == 0 {
+                        return;
+                    }
+                    if !in_data || line == ".\r\n" {
+                        in_data = reply.starts_with("354");
+                        break;
+                    }
+                }
+                io.write_all(format!("{reply}\r\n").as_bytes())
+                    .await
+                    .unwrap();
+            }
+        });
+        addr
+    }
+
+    fn params(require_tls: bool) -> ClientParams {
+        ClientParams {
+            helo_name: "host1.example.test".into(),
+            connect_timeout: Duration::from_secs(5),
+            command_timeout: Duration::from_secs(5),
+            require_tls,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_connection_lost_during_rcpt_leaves_accepted_recipients_temporary() {
+        let addr = scripted(vec!["250 hi", "250 ok", "250 a ok", "550 5.1.1 b unknown"]).await;
+        let rcpts = ["a@x".to_string(), "b@x".to_string(), "c@x".to_string()];
+        let env = Envelope {
+            sender: "s@y",
+            recipients: &rcpts,
+            data: b"x\n",
+        };
+        let replies = send(addr, "mx", &params(false), &env).await.unwrap();
+        let outcomes: Vec<_> = replies.iter().map(Reply::outcome).collect();
+        assert_eq!(
+            outcomes,
+            [Outcome::Temporary, Outcome::Permanent, Outcome::Temporary],
+            "{replies:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn utf8_recipients_fail_alone_when_smtputf8_is_missing() {
+        let addr = scripted(vec![
+            "250 hi",
+            "250 ok",
+            "250 ok",
+            "354 go",
+            "250 queued",
+            "221 bye",
+        ])
+        .await;
+        let rcpts = ["jörg@x".to_string(), "b@x".to_string()];
+        let env = Envelope {
+            sender: "s@y",
+            recipients: &rcpts,
+            data: b"x\n",
+        };
+        let replies = send(addr, "mx", &params(false), &env).await.unwrap();
+        assert_eq!(replies[0].status_code(), "5.6.7");
+        assert_eq!(replies[1].outcome(), Outcome::Delivered, "{replies:?}");
+    }
+
+    #[tokio::test]
+    async fn required_tls_not_offered_is_a_temporary_failure() {
+        let addr = scripted(vec!["250 hi"]).await;
+        let rcpts = ["b@x".to_string()];
+        let env = Envelope {
+            sender: "s@y",
+            recipients: &rcpts,
+            data: b"x\n",
+        };
+        let err = send(addr, "mx", &params(true), &env).await.unwrap_err();
+        assert_eq!(err.outcome(), Outcome::Temporary);
+        assert_eq!(err.status_code(), "4.7.5");
+    }
 
     #[test]
     fn data_is_crlf_and_dot_stuffed() {

@@ -150,7 +150,11 @@ impl MxResolver {
                 Ok(addrs) => targets.push(Target { name: host, addrs }),
                 Err(e) => {
                     tracing::debug!(domain, host, error = %e.text, "MX host has no usable address");
-                    last = Some(e);
+                    // A temporary lookup failure outweighs "no address" elsewhere: the
+                    // mail must not bounce while a host might still resolve.
+                    if last.as_ref().is_none_or(|l: &Reply| l.code >= 500) {
+                        last = Some(e);
+                    }
                 }
             }
         }

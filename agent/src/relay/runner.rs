@@ -293,7 +293,9 @@ async fn keep_fresh(
         let refreshed = tokio::task::spawn_blocking(move || c.refresh()).await;
         if let Ok(Err(e)) = refreshed {
             tracing::warn!(queue_id = %claimed.entry.id, error = %e, "cannot refresh the claim");
-            if !e.is_temporary() || e.to_string().contains("broken") {
+            // The storage crate reports a broken claim as a vanished lock or as this
+            // message; other errors (a hiccup of the NFS server) may pass.
+            if e.is_not_found() || e.to_string().contains("broken by another process") {
                 lost.store(true, Ordering::Relaxed);
             }
         }
