@@ -170,9 +170,7 @@ fn assert_dsn(dsn: &str, rcpt: &str, status_prefix: &str) {
     for needle in [
         "Return-Path: <>\n",
         "From: \"Mail Delivery System\" <MAILER-DAEMON@example.test>",
-        "multipart/report",
-        "report-type=",
-        "delivery-status",
+        "multipart/report; report-type=delivery-status",
         "Content-Type: message/delivery-status",
         "Reporting-MTA: dns; host1.example.test",
         "Action: failed",

@@ -6,10 +6,9 @@
 //! Built with mail-builder, returned in the spool's form (LF line endings). Whether to
 //! send one at all (never for a null sender) is the runner's decision.
 
-use mail_builder::headers::content_type::ContentType;
 use mail_builder::headers::date::Date;
 use mail_builder::headers::raw::Raw;
-use mail_builder::mime::MimePart;
+use mail_builder::mime::{make_boundary, MimePart};
 use mail_builder::MessageBuilder;
 
 use super::client::Reply;
@@ -76,10 +75,16 @@ pub fn build(report: &Report<'_>) -> Result<Vec<u8>, DsnError> {
         raw_part("message/delivery-status", delivery_status(report)),
         raw_part("text/rfc822-headers", header_section(report.original)),
     ];
-    let body = MimePart::new(
-        ContentType::new("multipart/report").attribute("report-type", "delivery-status"),
-        parts,
+    // Written raw so the parameter reads `report-type=delivery-status`, unquoted, as
+    // RFC 3464's examples and simple filters expect; mail-builder takes the boundary
+    // from it.
+    let content_type = format!(
+        "multipart/report; report-type=delivery-status; boundary=\"{}\"",
+        make_boundary("_")
     );
+    let mut body = MimePart::raw(parts);
+    body.headers
+        .push(("Content-Type".into(), Raw::new(content_type).into()));
     let out = MessageBuilder::new()
         .from((
             "Mail Delivery System",
@@ -221,8 +226,7 @@ mod tests {
         for needle in [
             "From: \"Mail Delivery System\" <MAILER-DAEMON@example.test>",
             "To: <a@example.test>",
-            "report-type=",
-            "delivery-status",
+            "Content-Type: multipart/report; report-type=delivery-status;",
             "Content-Type: message/delivery-status",
             "Reporting-MTA: dns; host1.example.test",
             "Arrival-Date: ",
