@@ -48,7 +48,7 @@ pub async fn run(config: Arc<ClusterConfig>, host_name: &str) -> anyhow::Result<
         prometheus,
         shutdown.clone(),
     ));
-    let (relay, relay_task) = crate::relay::start(
+    let (relay, relay_task) = crate::relay::spawn(
         config.clone(),
         host.clone(),
         spool.clone(),

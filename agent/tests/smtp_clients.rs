@@ -5,6 +5,7 @@
 mod support;
 
 use std::process::Command;
+use std::time::Duration;
 
 use support::*;
 
@@ -61,7 +62,8 @@ print("ok")
 
 #[test]
 fn python_smtplib_plain_starttls_auth_and_implicit_tls() {
-    let mut lab = Lab::new(1, "");
+    // The relay runner finds nobody listening at the smarthost and keeps the entry.
+    let mut lab = Lab::new(1, "\n[relay]\nsmarthost = \"127.0.0.1:1\"\n");
     lab.start(0, &[]);
     let out = python(SMTPLIB, &[&lab.ips[0].to_string()]);
     assert_eq!(out.trim(), "ok");
@@ -83,11 +85,17 @@ fn python_smtplib_plain_starttls_auth_and_implicit_tls() {
     assert_eq!(bob.len(), 1);
     assert!(String::from_utf8_lossy(&bob[0]).contains("with ESMTPSA"));
     assert_eq!(body(&lab.messages("carol")[0]), "via AUTH LOGIN\n");
-    // The relayed message waits in the shared queue for the runner (no remote MX here).
+    // The relayed message waits in the shared queue (claimable once the runner's first
+    // attempt is over).
     let queue = lab.spool().queue();
     let ids = queue.list().unwrap();
     assert_eq!(ids.len(), 1);
-    let entry = queue.claim(&ids[0]).unwrap().unwrap().entry.clone();
+    let mut claimed = None;
+    assert!(wait_for(Duration::from_secs(10), || {
+        claimed = queue.claim(&ids[0]).unwrap();
+        claimed.is_some()
+    }));
+    let entry = claimed.unwrap().entry.clone();
     assert_eq!(entry.recipients, ["friend@remote.test"]);
     assert!(String::from_utf8_lossy(&entry.data).ends_with("\n\nrelayed\n"));
 }

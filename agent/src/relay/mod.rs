@@ -1,25 +1,13 @@
 //! Relay out: the queue runner that every host runs over the shared queue.
+//!
+//! - [`runner`]: scans the queue, claims due entries and settles each recipient;
+//! - [`mx`]: where a domain's mail goes (MX, implicit MX, null MX, smarthost);
+//! - [`client`]: one outbound SMTP connection;
+//! - [`dsn`]: the RFC 3464 bounce for recipients that failed for good.
 
-// TEMPORARY stub until the queue runner lands.
-use std::sync::Arc;
+pub mod client;
+pub mod dsn;
+pub mod mx;
+pub mod runner;
 
-use hamail_storage::cluster::{ClusterConfig, HostConfig};
-use hamail_storage::Spool;
-
-use crate::shutdown::Shutdown;
-
-#[derive(Debug, Clone)]
-pub struct RelayHandle;
-
-impl RelayHandle {
-    pub fn kick(&self) {}
-}
-
-pub fn start(
-    _config: Arc<ClusterConfig>,
-    _host: HostConfig,
-    _spool: Spool,
-    _shutdown: Shutdown,
-) -> (RelayHandle, tokio::task::JoinHandle<()>) {
-    (RelayHandle, tokio::spawn(async {}))
-}
+pub use runner::{spawn, RelayHandle};

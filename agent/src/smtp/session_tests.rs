@@ -47,16 +47,17 @@ fn resolve(s: &mut Session, mut action: Action) -> String {
             Action::Reply(r) | Action::Close(r) | Action::StartTls(r) | Action::ReadData(r) => {
                 return format!("{r}");
             }
-            Action::Authenticate { login, password } => s.auth_result(
-                if login == "down" {
-                    AuthOutcome::Unavailable
-                } else if login == "alice" && password == "pw" {
-                    AuthOutcome::Ok("alice".into())
-                } else {
-                    AuthOutcome::Failed
-                },
-            ),
-            Action::CheckRecipient { address, local_part } => {
+            Action::Authenticate { login, password } => s.auth_result(if login == "down" {
+                AuthOutcome::Unavailable
+            } else if login == "alice" && password == "pw" {
+                AuthOutcome::Ok("alice".into())
+            } else {
+                AuthOutcome::Failed
+            }),
+            Action::CheckRecipient {
+                address,
+                local_part,
+            } => {
                 let lookup = match local_part.as_str() {
                     "alice" | "postmaster" | "Postmaster" => Lookup::Found(Targets {
                         users: vec![local_part.to_lowercase()],
@@ -74,14 +75,21 @@ fn resolve(s: &mut Session, mut action: Action) -> String {
 
 /// `C: line` / `S: prefix` pairs.
 fn transcript(s: &mut Session, script: &str) {
-    let lines: Vec<&str> = script.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let lines: Vec<&str> = script
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
     for pair in lines.chunks(2) {
         let c = pair[0].strip_prefix("C: ").expect("C: line");
         let want = pair[1].strip_prefix("S: ").expect("S: line");
         let action = s.command(c.as_bytes());
         let got = resolve(s, action);
         let last = got.lines().last().unwrap_or("");
-        assert!(last.starts_with(want), "C: {c}\n  want S: {want}\n  got  S: {got}");
+        assert!(
+            last.starts_with(want),
+            "C: {c}\n  want S: {want}\n  got  S: {got}"
+        );
     }
 }
 
@@ -172,9 +180,13 @@ fn submission_auth_rules() {
          C: DATA
          S: 354",
     );
-    let Action::Deliver(acc) = s.data_result(Ok(b"\n".to_vec()), 2) else { panic!() };
+    let Action::Deliver(acc) = s.data_result(Ok(b"\n".to_vec()), 2) else {
+        panic!()
+    };
     assert_eq!(acc.remote, ["friend@remote.test"]);
-    assert!(String::from_utf8(acc.data).unwrap().contains("with ESMTPSA id"));
+    assert!(String::from_utf8(acc.data)
+        .unwrap()
+        .contains("with ESMTPSA id"));
 }
 
 #[test]

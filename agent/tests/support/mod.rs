@@ -2,7 +2,11 @@
 //! loopback address, config, certificate, passwd and aliases files, plus a raw SMTP client
 //! and mailbox readers. Each lab gets a distinct 127.x.y.z so tests run in parallel on the
 //! fixed ports below.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+/// Test doubles for the relay tests: an authoritative DNS responder and an SMTP sink.
+pub mod dns;
+pub mod sink;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
