@@ -3,6 +3,8 @@
 //! in flight finish. Every acknowledged message must be in its mailbox exactly once, and
 //! no partial message may ever be visible.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::collections::HashMap;

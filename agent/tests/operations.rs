@@ -1,6 +1,8 @@
 //! Operating the agent: `check-config`, `/healthz` and `/metrics`, and the local delivery
 //! agent mode with its sysexits codes.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::io::Write;

@@ -2,6 +2,8 @@
 //! PLAIN and LOGIN, SMTPUTF8, 8-bit bodies), a STARTTLS command-injection attempt, and
 //! swaks.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::process::Command;

@@ -1,6 +1,8 @@
 //! RFC 5321 behaviour over raw sockets: what the server answers to each thing a client
 //! (or an attacker) can send, and what ends up in the mailboxes.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::time::Duration;
