@@ -4,7 +4,21 @@
 //! [`Directory`], which adds aliases on top of it), so LDAP and NIS (issue 5) plug in
 //! without touching SMTP, IMAP or POP3.
 
+pub mod aliases;
+pub mod directory;
+pub mod limiter;
+pub mod passwd_file;
+mod reload;
+
+pub use aliases::AliasFile;
+pub use directory::{Directory, Targets};
+pub use limiter::{LimiterConfig, LoginLimiter};
+pub use passwd_file::FileAuthenticator;
+
+use std::sync::Arc;
+
 use async_trait::async_trait;
+use hamail_storage::cluster::{AuthBackend, ClusterConfig};
 
 /// Why an account question could not be answered. Every variant is temporary: the
 /// protocols map it to 454 / 451 / `NO [UNAVAILABLE]`, never to "wrong password" or
@@ -28,4 +42,44 @@ pub trait Authenticator: Send + Sync + std::fmt::Debug {
     async fn check(&self) -> Result<(), AuthError>;
     /// Short name for logs and `/healthz` ("file", "ldap", ...).
     fn name(&self) -> &'static str;
+}
+
+/// Why the account layer could not be set up from the config (a permanent, startup-time
+/// problem, unlike [`AuthError`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthSetupError {
+    #[error("auth backend \"{0}\" is not supported yet (issue 5)")]
+    Unsupported(&'static str),
+    #[error("auth backend \"file\" needs auth.passwd_file")]
+    MissingPasswdFile,
+}
+
+/// The [`Directory`] described by `config.auth`. Files are not read here but on first
+/// use (and re-read on change), so an agent starts while they are briefly unreachable;
+/// `Directory::check` tells whether they are.
+pub fn from_config(config: &ClusterConfig) -> Result<Directory, AuthSetupError> {
+    let domains = config.cluster.domains.clone();
+    let backend: Arc<dyn Authenticator> = match config.auth.backend {
+        AuthBackend::File => {
+            let path = config
+                .auth
+                .passwd_file
+                .clone()
+                .ok_or(AuthSetupError::MissingPasswdFile)?;
+            Arc::new(FileAuthenticator::new(path, domains.clone()))
+        }
+        AuthBackend::Ldap => return Err(AuthSetupError::Unsupported("ldap")),
+        AuthBackend::Nis => return Err(AuthSetupError::Unsupported("nis")),
+        AuthBackend::System => return Err(AuthSetupError::Unsupported("system")),
+    };
+    let aliases = config.auth.aliases_file.clone().map(AliasFile::new);
+    Ok(Directory::new(backend, aliases, domains))
+}
+
+/// Whether `domain` is one of `domains` (case-insensitive, a trailing dot allowed), the
+/// same rule as `ClusterConfig::is_local_domain`.
+pub(crate) fn is_local_domain(domains: &[String], domain: &str) -> bool {
+    let domain = domain.trim_end_matches('.');
+    domains.iter().any(|d| d.eq_ignore_ascii_case(domain))
 }
