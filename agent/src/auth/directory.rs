@@ -193,3 +193,208 @@ impl Resolver<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::FileAuthenticator;
+    use std::path::Path;
+    use std::time::Duration;
+
+    fn domains() -> Vec<String> {
+        vec!["example.test".to_string(), "other.test".to_string()]
+    }
+
+    const USERS: &str =
+        "alice:{PLAIN}a\nbob:{PLAIN}b\ncarol:{PLAIN}c\nbob+x:{PLAIN}bx\nstaff:{PLAIN}s\n";
+
+    fn dir_with(tmp: &Path, users: &str, aliases: Option<&str>) -> Directory {
+        let passwd = tmp.join("passwd");
+        std::fs::write(&passwd, users).unwrap();
+        let backend = FileAuthenticator::with_recheck(passwd, domains(), Duration::ZERO);
+        let aliases = aliases.map(|text| {
+            let path = tmp.join("aliases");
+            std::fs::write(&path, text).unwrap();
+            AliasFile::with_recheck(path, Duration::ZERO)
+        });
+        Directory::new(Arc::new(backend), aliases, domains())
+    }
+
+    fn targets(users: &[&str], remote: &[&str]) -> Option<Targets> {
+        Some(Targets {
+            users: users.iter().map(|s| s.to_string()).collect(),
+            remote: remote.iter().map(|s| s.to_string()).collect(),
+        })
+    }
+
+    #[tokio::test]
+    async fn users_and_unknown_names() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = dir_with(tmp.path(), USERS, None);
+        assert_eq!(d.resolve("alice").await.unwrap(), targets(&["alice"], &[]));
+        assert_eq!(d.resolve("ALICE").await.unwrap(), targets(&["alice"], &[]));
+        assert_eq!(d.resolve("nobody").await.unwrap(), None);
+        assert_eq!(d.resolve("../etc").await.unwrap(), None);
+        assert_eq!(d.resolve("").await.unwrap(), None);
+        assert_eq!(
+            d.verify("alice@example.test", "a").await.unwrap(),
+            Some("alice".into())
+        );
+        assert_eq!(d.backend().name(), "file");
+        d.check().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn aliases_expand_recursively_deduplicated_in_order() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = dir_with(
+            tmp.path(),
+            USERS,
+            Some(
+                "team: alice, devs, Carol@Example.Test, friend@example.org\n\
+                 devs: bob, alice, friend@example.org, dana@other.test\n\
+                 dana: \\carol\n\
+                 staff: bob\n",
+            ),
+        );
+        assert_eq!(
+            d.resolve("Team").await.unwrap(),
+            targets(&["alice", "bob", "carol"], &["friend@example.org"])
+        );
+        // An alias wins over the user of the same name.
+        assert_eq!(d.resolve("staff").await.unwrap(), targets(&["bob"], &[]));
+    }
+
+    #[tokio::test]
+    async fn loops_and_depth_are_bounded() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut chain = String::new();
+        for i in 0..11 {
+            chain.push_str(&format!("deep{i}: deep{}\n", i + 1));
+        }
+        chain.push_str("deep11: alice\n");
+        let d = dir_with(
+            tmp.path(),
+            USERS,
+            Some(&format!(
+                "a: b, carol\nb: a, alice@example.test\nself: self\nshallow: deep5\n{chain}"
+            )),
+        );
+        assert_eq!(
+            d.resolve("a").await.unwrap(),
+            // Depth first: a -> b -> (a: loop, dropped), alice; then carol.
+            targets(&["alice", "carol"], &[])
+        );
+        assert_eq!(d.resolve("self").await.unwrap(), None);
+        // deep0 .. deep11 is 12 levels: cut; deep5 .. deep11 is 7: fine.
+        assert_eq!(d.resolve("deep0").await.unwrap(), None);
+        assert_eq!(
+            d.resolve("shallow").await.unwrap(),
+            targets(&["alice"], &[])
+        );
+    }
+
+    #[tokio::test]
+    async fn subaddress_falls_back_to_the_base_name() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = dir_with(tmp.path(), USERS, Some("list: alice, bob\n"));
+        assert_eq!(
+            d.resolve("alice+news").await.unwrap(),
+            targets(&["alice"], &[])
+        );
+        assert_eq!(
+            d.resolve("list+anything").await.unwrap(),
+            targets(&["alice", "bob"], &[])
+        );
+        // A user whose name has a '+' is itself.
+        assert_eq!(d.resolve("bob+x").await.unwrap(), targets(&["bob+x"], &[]));
+        assert_eq!(d.resolve("nobody+x").await.unwrap(), None);
+        assert_eq!(d.resolve("+x").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn postmaster_always_resolves() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = dir_with(tmp.path(), USERS, None);
+        assert_eq!(
+            d.resolve("PostMaster").await.unwrap(),
+            targets(&["postmaster"], &[])
+        );
+        assert_eq!(
+            d.resolve("postmaster+dmarc").await.unwrap(),
+            targets(&["postmaster"], &[])
+        );
+        let tmp = tempfile::tempdir().unwrap();
+        let d = dir_with(
+            tmp.path(),
+            USERS,
+            Some("postmaster: alice, ops@example.org\n"),
+        );
+        assert_eq!(
+            d.resolve("postmaster").await.unwrap(),
+            targets(&["alice"], &["ops@example.org"])
+        );
+        // As an alias target in a local domain it resolves the same way.
+        let tmp = tempfile::tempdir().unwrap();
+        let d = dir_with(tmp.path(), USERS, Some("abuse: postmaster@example.test\n"));
+        assert_eq!(
+            d.resolve("abuse").await.unwrap(),
+            targets(&["postmaster"], &[])
+        );
+    }
+
+    #[tokio::test]
+    async fn invalid_or_unknown_targets_are_skipped() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = dir_with(
+            tmp.path(),
+            USERS,
+            Some("x: \\..hidden, .dot, ghost, alice\nnone: \\-ok, \\a..b/c\nempty: |cmd\n"),
+        );
+        assert_eq!(d.resolve("x").await.unwrap(), targets(&["alice"], &[]));
+        // `\name` delivers to that spool name without asking the backend.
+        assert_eq!(d.resolve("none").await.unwrap(), targets(&["-ok"], &[]));
+        assert_eq!(d.resolve("empty").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn includes_through_the_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let list = tmp.path().join("team.list");
+        std::fs::write(&list, "# team\nalice\nbob, carol@example.test\n").unwrap();
+        let d = dir_with(
+            tmp.path(),
+            USERS,
+            Some(&format!("team: :include:{}\n", list.display())),
+        );
+        assert_eq!(
+            d.resolve("team").await.unwrap(),
+            targets(&["alice", "bob", "carol"], &[])
+        );
+        std::fs::write(&list, "dave@example.org\n").unwrap();
+        assert_eq!(
+            d.resolve("team").await.unwrap(),
+            targets(&[], &["dave@example.org"])
+        );
+    }
+
+    #[tokio::test]
+    async fn unavailable_sources_are_errors() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = dir_with(tmp.path(), USERS, Some("team: alice\n"));
+        std::fs::remove_file(tmp.path().join("aliases")).unwrap();
+        assert!(matches!(
+            d.resolve("alice").await,
+            Err(AuthError::Unavailable(_))
+        ));
+        assert!(d.check().await.is_err());
+
+        let tmp = tempfile::tempdir().unwrap();
+        let d = dir_with(tmp.path(), USERS, None);
+        std::fs::remove_file(tmp.path().join("passwd")).unwrap();
+        assert!(d.resolve("alice").await.is_err());
+        // Even postmaster: the backend is asked first and cannot answer.
+        assert!(d.resolve("postmaster").await.is_err());
+        assert!(d.check().await.is_err());
+    }
+}

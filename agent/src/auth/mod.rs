@@ -83,3 +83,59 @@ pub(crate) fn is_local_domain(domains: &[String], domain: &str) -> bool {
     let domain = domain.trim_end_matches('.');
     domains.iter().any(|d| d.eq_ignore_ascii_case(domain))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn config(auth: &str) -> ClusterConfig {
+        let text = format!(
+            "[cluster]\ndomains = [\"example.test\"]\nspool = \"/srv/mail\"\n\n\
+             [[host]]\nname = \"host1\"\naddress = \"10.0.0.11\"\nmx_priority = 10\n\n\
+             [tls]\ncert = \"/c.pem\"\nkey = \"/k.pem\"\n\n\
+             [auth]\n{auth}\n"
+        );
+        ClusterConfig::parse(&text, Path::new("hamail.toml")).unwrap()
+    }
+
+    #[tokio::test]
+    async fn from_config_builds_the_file_backend() {
+        let tmp = tempfile::tempdir().unwrap();
+        let passwd = tmp.path().join("passwd");
+        let aliases = tmp.path().join("aliases");
+        std::fs::write(&passwd, "alice:{PLAIN}pw\n").unwrap();
+        std::fs::write(&aliases, "info: alice\n").unwrap();
+        let c = config(&format!(
+            "backend = \"file\"\npasswd_file = {:?}\naliases_file = {:?}",
+            passwd.display().to_string(),
+            aliases.display().to_string()
+        ));
+        let d = from_config(&c).unwrap();
+        assert_eq!(d.backend().name(), "file");
+        assert_eq!(d.local_domains(), ["example.test"]);
+        assert_eq!(
+            d.verify("alice@example.test", "pw").await.unwrap(),
+            Some("alice".into())
+        );
+        assert_eq!(d.resolve("info").await.unwrap().unwrap().users, ["alice"]);
+    }
+
+    #[test]
+    fn other_backends_are_not_supported_yet() {
+        for b in ["ldap", "nis", "system"] {
+            let err = from_config(&config(&format!("backend = \"{b}\"")))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(b) && err.contains("issue 5"), "{err}");
+        }
+    }
+
+    #[test]
+    fn local_domain_matching() {
+        let d = vec!["example.test".to_string()];
+        assert!(is_local_domain(&d, "EXAMPLE.test."));
+        assert!(!is_local_domain(&d, "sub.example.test"));
+        assert!(!is_local_domain(&d, ""));
+    }
+}

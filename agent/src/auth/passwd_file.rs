@@ -360,3 +360,219 @@ impl Authenticator for FileAuthenticator {
         "file"
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Real hashes of known passwords, made once with:
+    //   mkpasswd -m sha-512 -S saltsaltsalt1234 'correct horse'
+    //   mkpasswd -m sha-512 -R 5000 -S roundsalt 'tuna'
+    //   mkpasswd -m sha-256 -S pepperpepper 's3cret!'
+    //   mkpasswd -m yescrypt 'hunter2'
+    // (mkpasswd from Debian's `whois` package), and SSHA/SHA with python3:
+    //   salt = b'\x01\x02\xfe\xffsalt'
+    //   '{SSHA}' + b64encode(sha1(b'open sesame' + salt).digest() + salt)
+    //   '{SHA}' + b64encode(sha1(b'plainsha').digest())
+    const SHA512: &str = "$6$saltsaltsalt1234$T8bFOoLBZ2RlKJoFOyTfscIPEDYRAM5RpN1TwaM3ewbmdvo/YxH9oVGTIDEwpiSYGV1cxLLjI3.kw1VeQaGc8/";
+    const SHA512_ROUNDS: &str = "$6$rounds=5000$roundsalt$52rdJOHQDE.ClzFG5p6W3kyFIyoilAOAaUP4YkB8lhBv4H5zoY2/lxRYm0Kk2rCYBaZLZ2X4N.Kx6JhbB2W081";
+    const SHA256: &str = "$5$pepperpepper$PR97XiJMdnjg9En8yK7oNviGRr5/KOL/.iIEDRld6b/";
+    const YESCRYPT: &str =
+        "$y$j9T$6Ssn4JCUr.etfbU8smfDU0$nSQFtMFwAJO0s2FmlJhqCXCT.wZsmKtH7ks3zBnJ9f4";
+    const SSHA: &str = "{SSHA}PVVFUG7ADfrNyLepsjsflkFH7xcBAv7/c2FsdA==";
+    const SHA: &str = "{SHA}WO51BSqh38jteqySD2jTmVRjTeI=";
+
+    fn domains() -> Vec<String> {
+        vec!["example.test".to_string(), "other.test".to_string()]
+    }
+
+    fn check(field: &str, right: &str, wrong: &str) {
+        let c = Credential::parse(field).unwrap_or_else(|e| panic!("{field}: {e}"));
+        assert!(c.verify(right), "{field}: right password rejected");
+        assert!(!c.verify(wrong), "{field}: wrong password accepted");
+        assert!(!c.verify(""), "{field}: empty password accepted");
+    }
+
+    #[test]
+    fn sha512_crypt() {
+        check(SHA512, "correct horse", "correct horsE");
+        check(&format!("{{SHA512-CRYPT}}{SHA512}"), "correct horse", "x");
+        check(&format!("{{CRYPT}}{SHA512}"), "correct horse", "correct");
+        check(SHA512_ROUNDS, "tuna", "tunA");
+    }
+
+    #[test]
+    fn sha256_crypt() {
+        check(SHA256, "s3cret!", "s3cret");
+        check(&format!("{{sha256-crypt}}{SHA256}"), "s3cret!", "x");
+    }
+
+    #[test]
+    fn yescrypt() {
+        check(YESCRYPT, "hunter2", "hunter3");
+        check(&format!("{{CRYPT}}{YESCRYPT}"), "hunter2", "Hunter2");
+    }
+
+    #[test]
+    fn ssha_sha_plain() {
+        check(SSHA, "open sesame", "open sesame ");
+        check(SHA, "plainsha", "plainsh");
+        check("{PLAIN}pässword", "pässword", "password");
+        check("{CLEARTEXT}a:b", "a:b", "a");
+    }
+
+    #[test]
+    fn unusable_fields() {
+        for bad in [
+            "{MD5-CRYPT}$1$abc$def",
+            "$1$abc$0123456789abcdefghijkl",
+            "{SHA512-CRYPT}$5$pepperpepper$PR97XiJMdnjg9En8yK7oNviGRr5/KOL/.iIEDRld6b/",
+            "plaintext-without-scheme",
+            "{SSHA}c2hvcnQ=",
+            "{SHA}not base64!",
+            "{SHA}c2hvcnQ=",
+            "{PLAIN",
+            "$6$",
+        ] {
+            assert!(Credential::parse(bad).is_err(), "{bad} accepted");
+        }
+        assert_eq!(Credential::parse(""), Ok(Credential::Disabled));
+        assert!(!Credential::Disabled.verify(""));
+        // The Debug form never shows a hash.
+        let dbg = format!("{:?}", Credential::parse(SHA512).unwrap());
+        assert!(!dbg.contains("saltsalt"), "{dbg}");
+    }
+
+    #[test]
+    fn constant_time_eq() {
+        assert!(ct_eq(b"abc", b"abc"));
+        assert!(!ct_eq(b"abc", b"abd"));
+        assert!(!ct_eq(b"abc", b"ab"));
+        assert!(ct_eq(b"", b""));
+    }
+
+    #[test]
+    fn parse_file_format() {
+        let text = format!(
+            "# accounts\n\
+             \n\
+             alice:{SHA512}:1000:1000:Alice:/home/alice:/bin/sh:userdb_quota=1G\n\
+             Bob@Example.Test:{{PLAIN}}pw\r\n\
+             carol:{{MD5}}xyz::\n\
+             dave:\n\
+             eve@foreign.test:{{PLAIN}}x\n\
+             ../etc:{{PLAIN}}x\n\
+             no-colon-line\n\
+             ALICE:{{PLAIN}}second\n"
+        );
+        let p = parse(&text, &domains());
+        let t = &p.table;
+        let mut users: Vec<_> = t.users().collect();
+        users.sort_unstable();
+        assert_eq!(users, ["alice", "bob", "carol", "dave"]);
+        assert!(matches!(t.get("alice"), Some(Credential::Sha512Crypt(_))));
+        assert_eq!(t.get("bob"), Some(&Credential::Plain("pw".into())));
+        assert_eq!(t.get("carol"), Some(&Credential::Disabled));
+        assert_eq!(t.get("dave"), Some(&Credential::Disabled));
+        // carol's scheme, eve's domain, ../etc, the colon-less line, the duplicate.
+        assert_eq!(p.warnings.len(), 5, "{:?}", p.warnings);
+        assert!(p.warnings.iter().any(|w| w.contains("first entry wins")));
+    }
+
+    fn write(dir: &tempfile::TempDir, text: &str) -> PathBuf {
+        let path = dir.path().join("passwd");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn auth(path: PathBuf) -> FileAuthenticator {
+        FileAuthenticator::with_recheck(path, domains(), Duration::ZERO)
+    }
+
+    #[tokio::test]
+    async fn verify_logins() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = auth(write(
+            &dir,
+            &format!("alice:{SHA512}\nbob:{YESCRYPT}\nmailonly:\n"),
+        ));
+        let ok = |u: &str| Ok::<_, ()>(Some(u.to_string()));
+        let v = |l: &'static str, p: &'static str| {
+            let a = a.clone();
+            async move { a.verify(l, p).await.map_err(|_| ()) }
+        };
+        assert_eq!(v("alice", "correct horse").await, ok("alice"));
+        assert_eq!(v("ALICE@example.TEST", "correct horse").await, ok("alice"));
+        assert_eq!(v("alice@other.test.", "correct horse").await, ok("alice"));
+        assert_eq!(v("alice@foreign.test", "correct horse").await, Ok(None));
+        assert_eq!(v("alice", "wrong").await, Ok(None));
+        assert_eq!(v("bob", "hunter2").await, ok("bob"));
+        assert_eq!(v("bob", "hunter1").await, Ok(None));
+        assert_eq!(v("nobody", "correct horse").await, Ok(None));
+        assert_eq!(v("mailonly", "").await, Ok(None));
+        assert_eq!(v("../x", "").await, Ok(None));
+
+        assert!(a.user_exists("Alice").await.unwrap());
+        assert!(a.user_exists("mailonly").await.unwrap());
+        assert!(!a.user_exists("nobody").await.unwrap());
+        a.check().await.unwrap();
+        assert_eq!(a.name(), "file");
+    }
+
+    #[tokio::test]
+    async fn reloads_when_the_file_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(&dir, "alice:{PLAIN}one\n");
+        let a = auth(path.clone());
+        assert!(a.verify("alice", "one").await.unwrap().is_some());
+        assert!(!a.user_exists("carol").await.unwrap());
+
+        // Replaced by rename, the way editors and config management write files.
+        let tmp = dir.path().join("passwd.new");
+        std::fs::write(&tmp, "alice:{PLAIN}two\ncarol:{PLAIN}three\n").unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+        assert!(a.verify("alice", "one").await.unwrap().is_none());
+        assert!(a.verify("alice", "two").await.unwrap().is_some());
+        assert!(a.verify("carol", "three").await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn default_recheck_waits_a_second() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(&dir, "alice:{PLAIN}one\n");
+        let a = FileAuthenticator::new(path.clone(), domains());
+        assert!(a.user_exists("alice").await.unwrap());
+        std::fs::write(&path, "bob:{PLAIN}one\n").unwrap();
+        assert!(
+            a.user_exists("alice").await.unwrap(),
+            "checked at most once a second"
+        );
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        assert!(!a.user_exists("alice").await.unwrap());
+        assert!(a.user_exists("bob").await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn missing_file_is_unavailable_never_a_wrong_password() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = auth(dir.path().join("absent"));
+        assert!(matches!(
+            a.verify("alice", "x").await,
+            Err(AuthError::Unavailable(_))
+        ));
+        assert!(matches!(
+            a.user_exists("alice").await,
+            Err(AuthError::Unavailable(_))
+        ));
+        let err = a.check().await.unwrap_err().to_string();
+        assert!(err.contains("absent"), "{err}");
+
+        // Present, then gone again: the old contents are not served.
+        let path = write(&dir, "alice:{PLAIN}x\n");
+        let a = auth(path.clone());
+        assert!(a.verify("alice", "x").await.unwrap().is_some());
+        std::fs::remove_file(&path).unwrap();
+        assert!(a.verify("alice", "x").await.is_err());
+        assert!(a.check().await.is_err());
+    }
+}
