@@ -16,7 +16,7 @@
 //! skipped with a warning, since delivering to programs or files from a cluster of hosts
 //! is not something an aliases file should switch on by accident.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -29,7 +29,7 @@ use super::AuthError;
 const MAX_INCLUDE_DEPTH: usize = 10;
 
 /// One deliverable alias target.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum AliasTarget {
     /// A local name (lower-cased), itself possibly an alias.
     Local(String),
@@ -95,43 +95,41 @@ pub fn parse(
     text: &str,
     read_include: &mut dyn FnMut(&Path) -> io::Result<String>,
 ) -> ParsedAliases {
-    let mut out = ParsedAliases::default();
-    for (n, entry) in logical_lines(text, &mut out.warnings) {
-        let Some((name, value)) = entry.split_once(':') else {
-            out.warnings
+    let mut r = Reader {
+        read_include,
+        cache: HashMap::new(),
+        out: ParsedAliases::default(),
+    };
+    for (n, line) in logical_lines(text, &mut r.out.warnings) {
+        let Some((name, value)) = line.split_once(':') else {
+            r.out
+                .warnings
                 .push(format!("line {n}: no ':' after the alias name, skipped"));
             continue;
         };
         let name = name.trim().to_ascii_lowercase();
         if name.is_empty() || name.contains(char::is_whitespace) || name.contains('"') {
-            out.warnings
+            r.out
+                .warnings
                 .push(format!("line {n}: bad alias name {name:?}, skipped"));
             continue;
         }
-        if out.table.map.contains_key(&name) {
-            out.warnings.push(format!(
+        if r.out.table.map.contains_key(&name) {
+            r.out.warnings.push(format!(
                 "line {n}: duplicate alias {name:?}, the first entry wins"
             ));
             continue;
         }
-        let mut targets = Vec::new();
-        let mut chain = Vec::new();
-        add_targets(
-            value,
-            &format!("line {n}"),
-            &mut targets,
-            &mut chain,
-            read_include,
-            &mut out,
-        );
-        if targets.is_empty() {
-            out.warnings.push(format!(
+        let mut entry = Entry::default();
+        r.add_targets(value, &format!("line {n}"), &mut entry);
+        if entry.targets.is_empty() {
+            r.out.warnings.push(format!(
                 "line {n}: alias {name:?} has no deliverable target"
             ));
         }
-        out.table.map.insert(name, targets);
+        r.out.table.map.insert(name, entry.targets);
     }
-    out
+    r.out
 }
 
 /// Join continuation lines (leading whitespace) onto their entry; drop comments and blank
@@ -184,82 +182,102 @@ fn split_targets(value: &str) -> Vec<&str> {
         .collect()
 }
 
-/// Classify each target of `value` into `targets`, reading includes. `chain` holds the
-/// include files being read, for loop detection.
-fn add_targets(
-    value: &str,
-    place: &str,
-    targets: &mut Vec<AliasTarget>,
-    chain: &mut Vec<PathBuf>,
-    read_include: &mut dyn FnMut(&Path) -> io::Result<String>,
-    out: &mut ParsedAliases,
-) {
-    for raw in split_targets(value) {
-        let t = match raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
-            Some(inner) => inner.trim(),
-            None => raw,
-        };
-        if let Some(path) = strip_prefix_ci(t, ":include:") {
-            include(path.trim(), place, targets, chain, read_include, out);
-            continue;
-        }
-        match classify(t) {
-            Ok(target) => {
-                if !targets.contains(&target) {
-                    targets.push(target);
-                }
-            }
-            Err(why) => out
-                .warnings
-                .push(format!("{place}: target {raw:?} skipped: {why}")),
-        }
-    }
+/// Parsing state shared by all entries: each include file is read once per parse.
+struct Reader<'r> {
+    read_include: &'r mut dyn FnMut(&Path) -> io::Result<String>,
+    cache: HashMap<PathBuf, Result<Arc<str>, String>>,
+    out: ParsedAliases,
 }
 
-fn include(
-    path: &str,
-    place: &str,
-    targets: &mut Vec<AliasTarget>,
-    chain: &mut Vec<PathBuf>,
-    read_include: &mut dyn FnMut(&Path) -> io::Result<String>,
-    out: &mut ParsedAliases,
-) {
-    let path = PathBuf::from(path);
-    if !path.is_absolute() {
-        out.warnings.push(format!(
-            "{place}: :include:{} skipped: the path must be absolute",
-            path.display()
-        ));
-        return;
+/// The entry being built.
+#[derive(Default)]
+struct Entry {
+    targets: Vec<AliasTarget>,
+    seen: HashSet<AliasTarget>,
+    /// Include files being read, innermost last: loop detection and depth.
+    chain: Vec<PathBuf>,
+    /// Include files already expanded into this entry. Expanding one again adds nothing,
+    /// and skipping it keeps files that include each other from costing factorial time.
+    expanded: HashSet<PathBuf>,
+}
+
+impl Reader<'_> {
+    /// Classify each target of `value` into `entry`, reading includes.
+    fn add_targets(&mut self, value: &str, place: &str, entry: &mut Entry) {
+        for raw in split_targets(value) {
+            let t = match raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
+                Some(inner) => inner.trim(),
+                None => raw,
+            };
+            if let Some(path) = strip_prefix_ci(t, ":include:") {
+                self.include(path.trim(), place, entry);
+                continue;
+            }
+            match classify(t) {
+                Ok(target) => {
+                    if entry.seen.insert(target.clone()) {
+                        entry.targets.push(target);
+                    }
+                }
+                Err(why) => self
+                    .out
+                    .warnings
+                    .push(format!("{place}: target {raw:?} skipped: {why}")),
+            }
+        }
     }
-    if chain.contains(&path) || chain.len() >= MAX_INCLUDE_DEPTH {
-        out.warnings.push(format!(
-            "{place}: :include:{} skipped: include loop or nesting deeper than {MAX_INCLUDE_DEPTH}",
-            path.display()
-        ));
-        return;
-    }
-    if !out.includes.contains(&path) {
-        out.includes.push(path.clone());
-    }
-    let text = match read_include(&path) {
-        Ok(t) => t,
-        Err(e) => {
-            out.warnings
-                .push(format!("{place}: :include:{} skipped: {e}", path.display()));
+
+    fn include(&mut self, path: &str, place: &str, entry: &mut Entry) {
+        let path = PathBuf::from(path);
+        if !path.is_absolute() {
+            self.out.warnings.push(format!(
+                "{place}: :include:{} skipped: the path must be absolute",
+                path.display()
+            ));
             return;
         }
-    };
-    chain.push(path.clone());
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
+        if entry.chain.contains(&path) || entry.chain.len() >= MAX_INCLUDE_DEPTH {
+            self.out.warnings.push(format!(
+                "{place}: :include:{} skipped: include loop or nesting deeper than {MAX_INCLUDE_DEPTH}",
+                path.display()
+            ));
+            return;
         }
-        let here = format!("{}:{}", path.display(), i + 1);
-        add_targets(line, &here, targets, chain, read_include, out);
+        if !entry.expanded.insert(path.clone()) {
+            return;
+        }
+        let text = match self.read(&path) {
+            Ok(t) => t,
+            Err(e) => {
+                self.out
+                    .warnings
+                    .push(format!("{place}: :include:{} skipped: {e}", path.display()));
+                return;
+            }
+        };
+        entry.chain.push(path.clone());
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let here = format!("{}:{}", path.display(), i + 1);
+            self.add_targets(line, &here, entry);
+        }
+        entry.chain.pop();
     }
-    chain.pop();
+
+    fn read(&mut self, path: &Path) -> Result<Arc<str>, String> {
+        if let Some(r) = self.cache.get(path) {
+            return r.clone();
+        }
+        self.out.includes.push(path.to_path_buf());
+        let r = (self.read_include)(path)
+            .map(Arc::from)
+            .map_err(|e| e.to_string());
+        self.cache.insert(path.to_path_buf(), r.clone());
+        r
+    }
 }
 
 fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
@@ -459,6 +477,24 @@ mod tests {
                 PathBuf::from("/inc/missing")
             ]
         );
+    }
+
+    #[test]
+    fn mutually_including_files_cost_linear_time() {
+        // 12 files each including all the others: without per-entry memo this is 12!
+        // expansions; with it, each file is expanded once per alias and read once.
+        let mut reads = 0;
+        let all: String = (0..12).map(|i| format!(":include:/inc/{i}\n")).collect();
+        let p = parse("a: :include:/inc/0\nb: :include:/inc/5\n", &mut |path| {
+            reads += 1;
+            Ok(format!(
+                "{}\n{all}",
+                path.display().to_string().replace("/inc/", "u")
+            ))
+        });
+        assert_eq!(reads, 12);
+        assert_eq!(p.table.get("a").unwrap().len(), 12);
+        assert_eq!(p.table.get("b").unwrap().len(), 12);
     }
 
     #[tokio::test]

@@ -2,6 +2,7 @@
 //! subaddressing and the postmaster rule on top of an [`Authenticator`] backend, and
 //! turns a recipient's local part into spool users and remote addresses.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::aliases::{AliasFile, AliasTable, AliasTarget};
@@ -10,6 +11,11 @@ use super::{is_local_domain, AuthError, Authenticator};
 /// Alias expansion stops this deep (sendmail uses a similar bound), so a long chain
 /// cannot make one RCPT expensive.
 const MAX_DEPTH: usize = 10;
+
+/// At most this many names are looked at per resolution. Names are expanded once each
+/// (see `Resolver::done`), but not inside branches cut by the depth limit, where fan-out
+/// could still multiply; this bounds the work whatever the alias graph.
+const MAX_EXPANSIONS: usize = 1000;
 
 /// Where mail for one recipient goes. Both lists are deduplicated, in first-seen order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -80,6 +86,9 @@ impl Directory {
             dir: self,
             aliases: aliases.as_deref(),
             stack: Vec::new(),
+            done: HashMap::new(),
+            depth_cuts: 0,
+            expansions: 0,
             out: Targets::default(),
         };
         let name = local_part.to_ascii_lowercase();
@@ -96,58 +105,95 @@ struct Resolver<'a> {
     aliases: Option<&'a AliasTable>,
     /// Names being expanded, outermost first: loop detection and depth.
     stack: Vec<String>,
+    /// Names already resolved, and whether they were known. Their targets are in `out`
+    /// already, so a name reached again (alias graphs are often diamonds) is not expanded
+    /// again: without this, a few levels of fan-out would cost exponentially many lookups.
+    done: HashMap<String, bool>,
+    /// How many branches the depth or work limit cut so far.
+    depth_cuts: usize,
+    /// Names looked at so far, for `MAX_EXPANSIONS`.
+    expansions: usize,
     out: Targets,
 }
 
 impl Resolver<'_> {
-    /// Resolve `name` (lower-case) into `self.out`; `false` if it is unknown.
-    /// Boxed: the recursion goes through aliases.
+    /// Resolve `name` (lower-case) into `self.out`; `false` if it is unknown. Boxed:
+    /// the recursion goes through aliases.
     fn name<'s>(
         &'s mut self,
         name: &'s str,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<bool, AuthError>> + Send + 's>>
     {
         Box::pin(async move {
-            if self.stack.iter().any(|n| n == name) {
-                tracing::warn!(
-                    alias = %name,
-                    chain = %self.stack.join(" -> "),
-                    "alias loop, branch dropped"
-                );
-                return Ok(true);
+            if let Some(known) = self.done.get(name) {
+                return Ok(*known);
             }
-            if self.stack.len() >= MAX_DEPTH {
-                tracing::warn!(
-                    alias = %name,
-                    chain = %self.stack.join(" -> "),
-                    "aliases nested deeper than {MAX_DEPTH}, branch dropped"
-                );
-                return Ok(true);
+            let cuts = self.depth_cuts;
+            let known = self.expand(name).await?;
+            // An expansion cut by the depth limit is not final: reached again on a
+            // shorter path it may expand further. (Loop cuts are final: the name cut off
+            // is an ancestor, being expanded anyway.)
+            if self.depth_cuts == cuts && !self.stack.iter().any(|n| n == name) {
+                self.done.insert(name.to_string(), known);
             }
-            if let Some(targets) = self.aliases.and_then(|a| a.get(name)) {
-                self.stack.push(name.to_string());
-                for t in targets {
-                    self.target(t).await?;
-                }
-                self.stack.pop();
-                return Ok(true);
-            }
-            let valid = hamail_storage::spool::validate_user(name).is_ok();
-            if valid && self.dir.backend.user_exists(name).await? {
-                self.add_user(name);
-                return Ok(true);
-            }
-            if let Some((base, _detail)) = name.split_once('+') {
-                if !base.is_empty() && self.name(base).await? {
-                    return Ok(true);
-                }
-            }
-            if name == "postmaster" {
-                self.add_user(name);
-                return Ok(true);
-            }
-            Ok(false)
+            Ok(known)
         })
+    }
+
+    /// One name, uncached.
+    async fn expand(&mut self, name: &str) -> Result<bool, AuthError> {
+        if self.stack.iter().any(|n| n == name) {
+            tracing::warn!(
+                alias = %name,
+                chain = %self.stack.join(" -> "),
+                "alias loop, branch dropped"
+            );
+            return Ok(true);
+        }
+        if self.expansions >= MAX_EXPANSIONS {
+            self.depth_cuts += 1;
+            if self.expansions == MAX_EXPANSIONS {
+                self.expansions += 1;
+                tracing::warn!(
+                    alias = %name,
+                    "alias expansion looked at {MAX_EXPANSIONS} names, rest dropped"
+                );
+            }
+            return Ok(true);
+        }
+        self.expansions += 1;
+        if self.stack.len() >= MAX_DEPTH {
+            self.depth_cuts += 1;
+            tracing::warn!(
+                alias = %name,
+                chain = %self.stack.join(" -> "),
+                "aliases nested deeper than {MAX_DEPTH}, branch dropped"
+            );
+            return Ok(true);
+        }
+        if let Some(targets) = self.aliases.and_then(|a| a.get(name)) {
+            self.stack.push(name.to_string());
+            for t in targets {
+                self.target(t).await?;
+            }
+            self.stack.pop();
+            return Ok(true);
+        }
+        let valid = hamail_storage::spool::validate_user(name).is_ok();
+        if valid && self.dir.backend.user_exists(name).await? {
+            self.add_user(name);
+            return Ok(true);
+        }
+        if let Some((base, _detail)) = name.split_once('+') {
+            if !base.is_empty() && self.name(base).await? {
+                return Ok(true);
+            }
+        }
+        if name == "postmaster" {
+            self.add_user(name);
+            return Ok(true);
+        }
+        Ok(false)
     }
 
     async fn target(&mut self, t: &AliasTarget) -> Result<(), AuthError> {
@@ -292,6 +338,46 @@ mod tests {
             d.resolve("shallow").await.unwrap(),
             targets(&["alice"], &[])
         );
+    }
+
+    #[tokio::test]
+    async fn diamonds_are_expanded_once() {
+        // Each level names the next one 6 times over: 6^9 paths, resolved in linear
+        // time, and the part cut by the depth limit by the work limit.
+        let tmp = tempfile::tempdir().unwrap();
+        let mut text = String::new();
+        for i in 0..9 {
+            let n = i + 1;
+            text.push_str(&format!("d{i}: a{i}, b{i}, c{i}, e{i}, f{i}, g{i}\n"));
+            for v in ["a", "b", "c", "e", "f", "g"] {
+                text.push_str(&format!("{v}{i}: d{n}\n"));
+            }
+        }
+        text.push_str("d9: alice, ext@example.org\n");
+        let d = dir_with(tmp.path(), USERS, Some(&text));
+        let t = tokio::time::timeout(Duration::from_secs(5), d.resolve("d0"))
+            .await
+            .expect("no exponential blow-up")
+            .unwrap();
+        // d0 .. d9 is 19 levels: cut by the depth limit.
+        assert_eq!(t, None);
+        assert_eq!(
+            d.resolve("d5").await.unwrap(),
+            targets(&["alice"], &["ext@example.org"])
+        );
+    }
+
+    #[tokio::test]
+    async fn a_depth_cut_is_not_remembered() {
+        // `x` is first reached 9 levels deep (its expansion cut), then directly.
+        let tmp = tempfile::tempdir().unwrap();
+        let mut text = String::from("top: c1, x\nx: y\ny: bob\n");
+        for i in 1..9 {
+            text.push_str(&format!("c{i}: c{}\n", i + 1));
+        }
+        text.push_str("c9: x\n");
+        let d = dir_with(tmp.path(), USERS, Some(&text));
+        assert_eq!(d.resolve("top").await.unwrap(), targets(&["bob"], &[]));
     }
 
     #[tokio::test]
