@@ -95,8 +95,13 @@ impl Credential {
 
     /// Whether `password` matches. CPU-heavy for the crypt schemes (thousands of hash
     /// rounds by design): call from a blocking thread.
+    /// An empty password never matches: a `{PLAIN}` entry left empty by mistake must
+    /// not open the account to anyone.
     pub fn verify(&self, password: &str) -> bool {
         use sha_crypt::PasswordVerifier as _;
+        if password.is_empty() {
+            return false;
+        }
         let pw = password.as_bytes();
         match self {
             Credential::Sha512Crypt(h) | Credential::Sha256Crypt(h) => {
@@ -437,6 +442,7 @@ mod tests {
             assert!(Credential::parse(bad).is_err(), "{bad} accepted");
         }
         assert_eq!(Credential::parse(""), Ok(Credential::Disabled));
+        assert!(!Credential::parse("{PLAIN}").unwrap().verify(""));
         assert!(!Credential::Disabled.verify(""));
         // The Debug form never shows a hash.
         let dbg = format!("{:?}", Credential::parse(SHA512).unwrap());
