@@ -75,12 +75,17 @@ pub struct LoginLimiter {
 
 impl Default for LoginLimiter {
     fn default() -> Self {
-        Self::new(LimiterConfig::default())
+        Self::new()
     }
 }
 
 impl LoginLimiter {
-    pub fn new(config: LimiterConfig) -> Self {
+    /// With the default limits (10 failures per address, 5 per user, in 5 minutes).
+    pub fn new() -> Self {
+        Self::with_config(LimiterConfig::default())
+    }
+
+    pub fn with_config(config: LimiterConfig) -> Self {
         LoginLimiter {
             config,
             entries: Mutex::new(HashMap::new()),
@@ -278,7 +283,7 @@ mod tests {
 
     #[test]
     fn success_clears_the_user_but_not_the_address() {
-        let l = LoginLimiter::new(LimiterConfig {
+        let l = LoginLimiter::with_config(LimiterConfig {
             per_ip: 6,
             ..LimiterConfig::default()
         });
@@ -295,7 +300,7 @@ mod tests {
 
     #[test]
     fn memory_is_bounded_and_oldest_evicted() {
-        let l = LoginLimiter::new(LimiterConfig {
+        let l = LoginLimiter::with_config(LimiterConfig {
             max_entries: 100,
             ..LimiterConfig::default()
         });
