@@ -278,3 +278,28 @@ fn spoofed_mailbox_state_headers_are_removed() {
     }
     assert!(msg.ends_with("\n\nStatus: stays in body\n"), "{msg}");
 }
+
+#[test]
+fn failed_logins_are_rate_limited_per_user() {
+    let mut lab = Lab::new(1, "");
+    lab.edit_config(
+        "allow_plaintext_auth = false",
+        "allow_plaintext_auth = true",
+    );
+    lab.start(0, &[]);
+    let (mut raw, _) = Raw::connect(lab.addr(0, SUBMISSION));
+    ehlo(&mut raw);
+    // "\0alice\0wrong"
+    for _ in 0..5 {
+        let (code, text) = raw.cmd("AUTH PLAIN AGFsaWNlAHdyb25n");
+        assert_eq!(code, 535, "{text}");
+    }
+    // Even the right password is refused now, and the client is cut off.
+    let (code, text) = raw.cmd("AUTH PLAIN AGFsaWNlAGFsaWNlLXB3");
+    assert_eq!(code, 421, "{text}");
+    assert!(raw.closed());
+    // Another user from the same address is still fine.
+    let (mut raw, _) = Raw::connect(lab.addr(0, SUBMISSION));
+    ehlo(&mut raw);
+    assert_eq!(raw.cmd("AUTH PLAIN AGJvYgBib2ItcHc=").0, 235);
+}
