@@ -202,7 +202,12 @@ async fn respond(mut socket: TcpStream, ctx: &HealthContext) -> std::io::Result<
             (status, "application/json", format!("{v}\n"))
         }
         ("GET", "/metrics") => match &ctx.metrics {
-            Some(h) => ("200 OK", "text/plain; version=0.0.4", h.render()),
+            Some(h) => {
+                let (n, waited) = hamail_storage::lock::stats::write_lock_waits();
+                metrics::counter!("hamail_lock_acquisitions_total").absolute(n);
+                metrics::gauge!("hamail_lock_wait_seconds_total").set(waited.as_secs_f64());
+                ("200 OK", "text/plain; version=0.0.4", h.render())
+            }
             None => (
                 "404 Not Found",
                 "text/plain",

@@ -92,6 +92,14 @@ fn healthz_reports_checks_and_fails_when_the_spool_is_unwritable() {
         "{metrics}"
     );
     assert!(metrics.contains("hamail_delivery_seconds"), "{metrics}");
+    assert!(
+        metrics.contains("hamail_lock_acquisitions_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("hamail_lock_wait_seconds_total"),
+        "{metrics}"
+    );
 
     // The probe file's directory replaced by a file: the spool check fails → 503.
     let health_dir = lab.spool.join("health");

@@ -14,6 +14,33 @@
 pub mod dotlock;
 pub mod fcntl;
 
+/// Process-wide totals of the time spent waiting for mailbox write locks (for appends: until
+/// the lock was ours or a group commit had written our messages), for the agent's metrics
+/// (the storage crate itself has no metrics dependency).
+pub mod stats {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Duration;
+
+    static WAITS: AtomicU64 = AtomicU64::new(0);
+    static WAIT_NANOS: AtomicU64 = AtomicU64::new(0);
+
+    pub(crate) fn record(waited: Duration) {
+        WAITS.fetch_add(1, Ordering::Relaxed);
+        WAIT_NANOS.fetch_add(
+            waited.as_nanos().min(u64::MAX as u128) as u64,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// `(acquisitions, total time waited)` since the process started.
+    pub fn write_lock_waits() -> (u64, Duration) {
+        (
+            WAITS.load(Ordering::Relaxed),
+            Duration::from_nanos(WAIT_NANOS.load(Ordering::Relaxed)),
+        )
+    }
+}
+
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -114,6 +141,13 @@ pub struct WriteLock {
 impl WriteLock {
     /// Take both locks on `mbox`, creating the mailbox file (0600) if it does not exist.
     pub fn acquire(mbox: &Path, opts: &LockOptions) -> Result<WriteLock> {
+        let started = Instant::now();
+        let result = Self::acquire_inner(mbox, opts);
+        stats::record(started.elapsed());
+        result
+    }
+
+    fn acquire_inner(mbox: &Path, opts: &LockOptions) -> Result<WriteLock> {
         let deadline = Instant::now() + opts.timeout;
         let mut backoff = Backoff::new(opts, deadline);
         loop {

@@ -46,9 +46,11 @@ pub fn append(mailbox: &Mailbox, msgs: &[NewMessage]) -> Result<Appended> {
         });
     }
     // Uncontended: just do it.
+    let started = Instant::now();
     let lock_name = crate::lock::dotlock::lock_path(mailbox.mbox_path());
     if !lock_name.exists() {
         if let Some(mut session) = mailbox.try_write()? {
+            crate::lock::stats::record(started.elapsed());
             return session.append(msgs);
         }
     }
@@ -57,6 +59,8 @@ pub fn append(mailbox: &Mailbox, msgs: &[NewMessage]) -> Result<Appended> {
     let opts = mailbox.lock_options();
     let ticket = Ticket::submit(&mailbox.pending_dir(), msgs, &opts.hostname)?;
     let result = wait_for(mailbox, msgs, &ticket, &lock_name);
+    // Time until our messages were in (or the lock was ours): the contention cost.
+    crate::lock::stats::record(started.elapsed());
     if let Err(e) = &result {
         // Whatever failed, make sure the entry cannot be delivered later behind the
         // caller's back (it will report a temporary failure and the sender retries).
