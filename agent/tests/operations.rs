@@ -168,3 +168,24 @@ fn deliver_mode_exit_codes_follow_sysexits() {
     assert_eq!(code, 75, "{err}");
     assert_eq!(lab.messages("alice").len(), 1);
 }
+
+#[test]
+fn systemd_readiness_and_stopping_are_notified() {
+    use std::os::unix::net::UnixDatagram;
+    let mut lab = Lab::new(1, "");
+    let path = lab.root().join("notify.sock");
+    let socket = UnixDatagram::bind(&path).unwrap();
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    lab.start(0, &[("NOTIFY_SOCKET", path.to_str().unwrap())]);
+    let mut buf = [0u8; 256];
+    let n = socket.recv(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("READY=1"));
+    lab.signal(0, libc::SIGTERM);
+    let n = socket.recv(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("STOPPING=1"));
+    assert!(lab
+        .wait_exit(0, std::time::Duration::from_secs(20))
+        .success());
+}
