@@ -7,18 +7,19 @@ use std::fmt;
 #[derive(Clone, PartialEq, Eq)]
 pub struct Reply {
     code: u16,
+    esc: &'static str,
     wire: Vec<u8>,
 }
 
 impl Reply {
     /// `code esc text`, e.g. `Reply::new(550, "5.7.1", "relay denied")`; an empty `esc`
     /// leaves the enhanced code out (greeting, 354, 334).
-    pub fn new(code: u16, esc: &str, text: &str) -> Reply {
+    pub fn new(code: u16, esc: &'static str, text: &str) -> Reply {
         Reply::lines(code, esc, &[text])
     }
 
     /// A multi-line reply: every line carries the code, all but the last with `-`.
-    pub fn lines(code: u16, esc: &str, lines: &[&str]) -> Reply {
+    pub fn lines(code: u16, esc: &'static str, lines: &[&str]) -> Reply {
         let mut wire = Vec::new();
         for (i, line) in lines.iter().enumerate() {
             let sep = if i + 1 == lines.len() { ' ' } else { '-' };
@@ -34,11 +35,16 @@ impl Reply {
             };
             wire.extend_from_slice(text.as_bytes());
         }
-        Reply { code, wire }
+        Reply { code, esc, wire }
     }
 
     pub fn code(&self) -> u16 {
         self.code
+    }
+
+    /// The RFC 3463 enhanced status code ("" if none).
+    pub fn enhanced(&self) -> &'static str {
+        self.esc
     }
 
     pub fn wire(&self) -> &[u8] {

@@ -335,12 +335,11 @@ async fn store(
 
 fn count_reply(r: &Reply) {
     if r.code() >= 400 {
-        let text = format!("{r}");
-        let esc = text.split(' ').nth(1).unwrap_or("");
-        reject_metric(if esc.contains('.') { esc } else { "other" });
+        reject_metric(r.enhanced());
     }
 }
 
-fn reject_metric(reason: &str) {
-    metrics::counter!("hamail_smtp_rejects_total", "reason" => reason.to_string()).increment(1);
+/// Rejections by enhanced status code (a small, fixed set of label values).
+fn reject_metric(reason: &'static str) {
+    metrics::counter!("hamail_smtp_rejects_total", "reason" => reason).increment(1);
 }

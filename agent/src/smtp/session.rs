@@ -268,7 +268,7 @@ impl Session {
     }
 
     /// A 5xx reply that counts towards [`MAX_ERRORS`].
-    fn error(&mut self, code: u16, esc: &str, text: &str) -> Action {
+    fn error(&mut self, code: u16, esc: &'static str, text: &str) -> Action {
         self.errors += 1;
         if self.errors > MAX_ERRORS {
             return Action::Close(Reply::new(421, "4.7.0", "Too many errors, closing"));
