@@ -104,16 +104,7 @@ fn prepare(raw: &[u8]) -> Vec<u8> {
     } else {
         raw
     };
-    let mut out = Vec::with_capacity(body.len() + 1);
-    let mut i = 0;
-    while i < body.len() {
-        if body[i] == b'\r' && body.get(i + 1) == Some(&b'\n') {
-            i += 1;
-            continue;
-        }
-        out.push(body[i]);
-        i += 1;
-    }
+    let mut out = crate::delivery::crlf_to_lf(body);
     if !out.is_empty() && !out.ends_with(b"\n") {
         out.push(b'\n');
     }

@@ -96,7 +96,7 @@ pub fn build(report: &Report<'_>) -> Result<Vec<u8>, DsnError> {
         .header("Auto-Submitted", Raw::new("auto-replied"))
         .body(body)
         .write_to_vec()?;
-    Ok(to_lf(&out))
+    Ok(crate::delivery::crlf_to_lf(&out))
 }
 
 /// A leaf part written as given: our texts are already line-structured, and the
@@ -179,20 +179,6 @@ fn header_section(msg: &[u8]) -> Vec<u8> {
     out
 }
 
-fn to_lf(data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(data.len());
-    let mut i = 0;
-    while i < data.len() {
-        if data[i] == b'\r' && data.get(i + 1) == Some(&b'\n') {
-            i += 1;
-            continue;
-        }
-        out.push(data[i]);
-        i += 1;
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,6 +233,6 @@ mod tests {
     fn header_section_stops_at_the_blank_line() {
         assert_eq!(header_section(b"A: 1\nB: 2\n\nbody\n"), b"A: 1\nB: 2\n");
         assert_eq!(header_section(b"A: 1"), b"A: 1\n");
-        assert_eq!(to_lf(b"a\r\nb\rc\n"), b"a\nb\rc\n");
+        assert_eq!(crate::delivery::crlf_to_lf(b"a\r\nb\rc\n"), b"a\nb\rc\n");
     }
 }

@@ -221,6 +221,23 @@ pub fn asctime(t: i64) -> String {
     )
 }
 
+/// RFC 5322 date-time in UTC (`Tue, 24 Nov 2026 20:34:25 +0000`), for trace headers.
+pub fn rfc5322(t: i64) -> String {
+    let days = t.div_euclid(86400);
+    let secs = t.rem_euclid(86400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{}, {} {} {} {:02}:{:02}:{:02} +0000",
+        DAYS[days.rem_euclid(7) as usize],
+        d,
+        MONTHS[(m - 1) as usize],
+        y,
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
 // Howard Hinnant's civil calendar algorithms.
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
@@ -283,6 +300,14 @@ mod tests {
         assert_eq!(round_trip(b""), b"");
         assert_eq!(round_trip(b"\n"), b"\n");
         assert_eq!(round_trip(b"a\r\n\r\n"), b"a\r\n\r\n");
+    }
+
+    #[test]
+    fn rfc5322_dates() {
+        assert_eq!(rfc5322(0), "Thu, 1 Jan 1970 00:00:00 +0000");
+        // `date -u -d @1795552465 -R`
+        assert_eq!(rfc5322(1_795_552_465), "Tue, 24 Nov 2026 20:34:25 +0000");
+        assert_eq!(rfc5322(951_782_400), "Tue, 29 Feb 2000 00:00:00 +0000");
     }
 
     #[test]
