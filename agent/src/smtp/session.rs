@@ -569,7 +569,7 @@ impl Session {
             .take(255)
             .collect();
         let for_clause = match tx.recipients.as_slice() {
-            [one] => format!("\n\tfor <{one}>"),
+            [one] if !one.chars().any(char::is_control) => format!("\n\tfor <{one}>"),
             _ => String::new(),
         };
         format!(
