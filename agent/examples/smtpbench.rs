@@ -65,6 +65,9 @@ struct Args {
     /// Postfix smtpd port on 127.0.0.1.
     #[arg(long, default_value_t = 12626)]
     postfix_port: u16,
+    /// Runs per case; the table shows the median and the range.
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
 }
 
 /// One benchmark case.
@@ -96,13 +99,45 @@ impl LoadResult {
     }
 }
 
-/// One row of the output table.
+/// One run of a case against both servers.
 #[derive(Debug)]
-struct Row {
-    case: Case,
+struct Run {
     hamail: LoadResult,
     postfix_delivered: f64,
     postfix_accepted: f64,
+}
+
+/// One row of the output table: the median of the runs of a case.
+#[derive(Debug)]
+struct Row {
+    case: Case,
+    /// The run with the median hamail rate (its latencies are shown).
+    hamail: LoadResult,
+    hamail_range: (f64, f64),
+    postfix_delivered: f64,
+    postfix_range: (f64, f64),
+    postfix_accepted: f64,
+}
+
+impl Row {
+    fn new(case: Case, mut runs: Vec<Run>) -> Row {
+        let mid = runs.len() / 2;
+        let range = |v: &[f64]| (v[0], v[v.len() - 1]);
+        let mut delivered: Vec<f64> = runs.iter().map(|r| r.postfix_delivered).collect();
+        let mut accepted: Vec<f64> = runs.iter().map(|r| r.postfix_accepted).collect();
+        delivered.sort_by(f64::total_cmp);
+        accepted.sort_by(f64::total_cmp);
+        runs.sort_by(|a, b| a.hamail.rate().total_cmp(&b.hamail.rate()));
+        let hamail_range = (runs[0].hamail.rate(), runs[runs.len() - 1].hamail.rate());
+        Row {
+            case,
+            hamail: runs.swap_remove(mid).hamail,
+            hamail_range,
+            postfix_delivered: delivered[mid],
+            postfix_range: range(&delivered),
+            postfix_accepted: accepted[mid],
+        }
+    }
 }
 
 fn main() -> Result<()> {
@@ -126,6 +161,7 @@ async fn run(lab: &mut Lab, args: &Args) -> Result<()> {
     let idle_rss = rss_kib(lab.agent_pid()?)?;
     let per_conn = rss_per_connection(lab).await?;
     lab.start_postfix()?;
+    warm_up(lab).await?;
 
     let divisor = if args.quick { 4 } else { 1 };
     let mut rows = Vec::new();
@@ -136,11 +172,15 @@ async fn run(lab: &mut Lab, args: &Args) -> Result<()> {
                 clients,
                 count: count / divisor,
             };
-            rows.push(run_case(lab, case).await?);
+            let mut runs = Vec::new();
+            for _ in 0..args.repeat.max(1) {
+                runs.push(run_case(lab, case).await?);
+            }
+            rows.push(Row::new(case, runs));
         }
     }
     let pid = lab.agent_pid()?;
-    print_table(&rows);
+    print_table(&rows, args.repeat.max(1));
     println!();
     println!("hamail-agent memory:");
     println!("  idle RSS after start:      {:>8} KiB", idle_rss);
@@ -156,8 +196,24 @@ async fn run(lab: &mut Lab, args: &Args) -> Result<()> {
     Ok(())
 }
 
+/// A few messages to each server first: creates both mboxes (hamail builds its index on the
+/// first delivery) and starts Postfix's on-demand daemons.
+async fn warm_up(lab: &Lab) -> Result<()> {
+    let case = Case {
+        size: 4096,
+        clients: 2,
+        count: 20,
+    };
+    load(lab.hamail_addr(), HAMAIL_USER, case).await?;
+    let mut watcher = MboxWatcher::new(lab.mail_dir().join(POSTFIX_USER))?;
+    load(lab.postfix_addr(), POSTFIX_USER, case).await?;
+    watcher
+        .wait_for(case.count, Instant::now(), Duration::from_secs(60))
+        .await
+}
+
 /// Run one case against hamail, then against Postfix, checking the mboxes.
-async fn run_case(lab: &Lab, case: Case) -> Result<Row> {
+async fn run_case(lab: &Lab, case: Case) -> Result<Run> {
     eprintln!(
         "case: {} KB x {} messages, {} clients",
         case.size / 1024,
@@ -182,17 +238,16 @@ async fn run_case(lab: &Lab, case: Case) -> Result<Row> {
         .wait_for(case.count, start, Duration::from_secs(600))
         .await?;
     let delivered = start.elapsed();
-    Ok(Row {
-        case,
+    Ok(Run {
         hamail,
         postfix_delivered: case.count as f64 / delivered.as_secs_f64(),
         postfix_accepted: accepted.rate(),
     })
 }
 
-fn print_table(rows: &[Row]) {
+fn print_table(rows: &[Row], repeat: usize) {
     println!(
-        "{:>6} {:>7} {:>6} | {:>10} {:>10} {:>6} | {:>9} {:>9} | {:>11}",
+        "{:>5} {:>7} {:>5} | {:>9} {:>9} {:>6} | {:>7} {:>7} | {:>14} {:>15} | {:>11}",
         "size",
         "clients",
         "msgs",
@@ -201,13 +256,15 @@ fn print_table(rows: &[Row]) {
         "ratio",
         "p50 ms",
         "p99 ms",
+        "hamail min-max",
+        "postfix min-max",
         "pf queued/s"
     );
-    println!("{}", "-".repeat(91));
+    println!("{}", "-".repeat(110));
     for r in rows {
         let rate = r.hamail.rate();
         println!(
-            "{:>6} {:>7} {:>6} | {:>10.1} {:>10.1} {:>6.2} | {:>9.2} {:>9.2} | {:>11.1}",
+            "{:>5} {:>7} {:>5} | {:>9.1} {:>9.1} {:>6.2} | {:>7.2} {:>7.2} | {:>14} {:>15} | {:>11.1}",
             format!("{}K", r.case.size / 1024),
             r.case.clients,
             r.case.count,
@@ -216,10 +273,13 @@ fn print_table(rows: &[Row]) {
             rate / r.postfix_delivered,
             ms(r.hamail.percentile(0.50)),
             ms(r.hamail.percentile(0.99)),
+            format!("{:.0}-{:.0}", r.hamail_range.0, r.hamail_range.1),
+            format!("{:.0}-{:.0}", r.postfix_range.0, r.postfix_range.1),
             r.postfix_accepted
         );
     }
     println!();
+    println!("median of {repeat} runs per case (msgs each); min-max: msg/s over the runs");
     println!("hamail/s:  accepted and fsynced into the mbox (until the last 250 after DATA)");
     println!("postfix/s: until local(8) has appended every message to the mbox");
     println!("ratio:     hamail/s / postfix/s; p50/p99: hamail connect -> 250 after DATA");
@@ -635,7 +695,6 @@ max_connections_per_ip = 2000
             .arg(self.config())
             .arg("--host")
             .arg("host1")
-            .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
