@@ -18,9 +18,12 @@
 //!
 //! ```text
 //! cargo build --release -p hamail-agent --bins --examples
-//! cargo run --release -p hamail-agent --example smtpbench -- [--quick] [--dir DIR] [--keep]
+//! cargo run --release -p hamail-agent --example smtpbench -- [--quick] [--repeat N] [--dir DIR] [--keep]
 //! ```
 //!
+//! Each case runs `--repeat` times (3); the table shows the median and the min-max range,
+//! since a shared machine is noisy and Postfix's rate depends on whether its two local(8)
+//! processes collide on the mbox lock (the loser sleeps `deliver_lock_delay`, 1 s).
 //! `--quick` sends a quarter of the messages. The agent binary is taken from next to this
 //! example (`target/release/hamail-agent`); Postfix is started by `agent/bench/postfix-peer.sh`
 //! (installed with apt-get if missing). Both servers are stopped and the scratch directory
@@ -158,7 +161,7 @@ fn main() -> Result<()> {
 async fn run(lab: &mut Lab, args: &Args) -> Result<()> {
     lab.start_agent()?;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let idle_rss = rss_kib(lab.agent_pid()?)?;
+    let idle = Memory::of(lab.agent_pid()?)?;
     let per_conn = rss_per_connection(lab).await?;
     lab.start_postfix()?;
     warm_up(lab).await?;
@@ -180,20 +183,45 @@ async fn run(lab: &mut Lab, args: &Args) -> Result<()> {
         }
     }
     let pid = lab.agent_pid()?;
+    let after = Memory::of(pid)?;
     print_table(&rows, args.repeat.max(1));
     println!();
-    println!("hamail-agent memory:");
-    println!("  idle RSS after start:      {:>8} KiB", idle_rss);
+    println!("hamail-agent memory (KiB; anon = heap and stacks, file = mapped binary/libs):");
+    println!("  idle after start:        {idle}");
     println!(
-        "  RSS per idle connection:   {:>8.1} KiB ({IDLE_CONNECTIONS} connections after EHLO)",
-        per_conn
+        "  per idle connection:     {per_conn:.1} (VmRSS delta over {IDLE_CONNECTIONS} connections after EHLO)"
     );
-    println!("  RSS after the runs:        {:>8} KiB", rss_kib(pid)?);
-    println!(
-        "  peak RSS (VmHWM):          {:>8} KiB",
-        status_kib(pid, "VmHWM:")?
-    );
+    println!("  after the runs:          {after}");
+    println!("  peak VmHWM:              {}", status_kib(pid, "VmHWM:")?);
     Ok(())
+}
+
+/// The agent's resident memory.
+#[derive(Debug)]
+struct Memory {
+    rss: u64,
+    anon: u64,
+    file: u64,
+}
+
+impl Memory {
+    fn of(pid: u32) -> Result<Memory> {
+        Ok(Memory {
+            rss: status_kib(pid, "VmRSS:")?,
+            anon: status_kib(pid, "RssAnon:")?,
+            file: status_kib(pid, "RssFile:")?,
+        })
+    }
+}
+
+impl std::fmt::Display for Memory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "VmRSS {} (anon {}, file {})",
+            self.rss, self.anon, self.file
+        )
+    }
 }
 
 /// A few messages to each server first: creates both mboxes (hamail builds its index on the
