@@ -46,6 +46,10 @@ pub enum StorageError {
     /// A message UID that is not (or no longer) in the mailbox.
     #[error("no message with UID {uid}")]
     NoSuchMessage { uid: u32 },
+    /// Our dotlock was broken (taken for stale) and replaced by another process: whatever
+    /// we were doing under it is no longer exclusive.
+    #[error("lock {path} was broken by another process")]
+    LockLost { path: PathBuf },
 }
 
 impl StorageError {
@@ -64,6 +68,7 @@ impl StorageError {
         match self {
             StorageError::LockTimeout { .. }
             | StorageError::NoSpace { .. }
+            | StorageError::LockLost { .. }
             | StorageError::Io { .. } => true,
             // A corrupt file is repaired by the next locker (index rebuild), so the caller
             // should retry rather than bounce.
@@ -73,6 +78,11 @@ impl StorageError {
             | StorageError::TooBig { .. }
             | StorageError::NoSuchMessage { .. } => false,
         }
+    }
+
+    /// True when a lock we held was broken by someone else (or vanished).
+    pub fn is_lock_lost(&self) -> bool {
+        matches!(self, StorageError::LockLost { .. }) || self.is_not_found()
     }
 
     /// True when a file was not there (e.g. renamed away by another process).

@@ -293,9 +293,9 @@ async fn keep_fresh(
         let refreshed = tokio::task::spawn_blocking(move || c.refresh()).await;
         if let Ok(Err(e)) = refreshed {
             tracing::warn!(queue_id = %claimed.entry.id, error = %e, "cannot refresh the claim");
-            // The storage crate reports a broken claim as a vanished lock or as this
-            // message; other errors (a hiccup of the NFS server) may pass.
-            if e.is_not_found() || e.to_string().contains("broken by another process") {
+            // A broken or vanished claim means another host has the entry now; other
+            // errors (a hiccup of the NFS server) may pass.
+            if e.is_lock_lost() {
                 lost.store(true, Ordering::Relaxed);
             }
         }

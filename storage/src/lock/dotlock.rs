@@ -94,10 +94,9 @@ impl DotLock {
     fn check_ours(&self) -> Result<()> {
         let md = fs::metadata(&self.path).at(&self.path)?;
         if md.dev() != self.dev || md.ino() != self.ino {
-            return Err(StorageError::io(
-                &self.path,
-                std::io::Error::other("dotlock was broken by another process"),
-            ));
+            return Err(StorageError::LockLost {
+                path: self.path.clone(),
+            });
         }
         Ok(())
     }
