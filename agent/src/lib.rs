@@ -10,6 +10,7 @@ pub mod conn;
 pub mod date;
 pub mod delivery;
 pub mod health;
+pub mod imap;
 pub mod lda;
 pub mod limits;
 pub mod relay;
