@@ -205,3 +205,32 @@ proptest! {
         prop_assert_eq!(s.index().visible().count(), msgs.len());
     }
 }
+
+/// IMAP and POP3 report sizes with CRLF line ends; the index knows them without reading
+/// the messages, after an append and after a rebuild from the mbox alike.
+#[test]
+fn crlf_sizes_are_indexed() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = Spool::open(dir.path(), LockOptions::default()).unwrap();
+    let inbox = lib.inbox("dave").unwrap();
+    let bodies: [&[u8]; 3] = [
+        b"A: b\n\nline\nFrom quoted\n",
+        b"C: d\r\n\r\nmixed\nend\r\n",
+        b"E: f\n\n\n",
+    ];
+    for b in bodies {
+        inbox.append(&[NewMessage::new("s@x", b.to_vec())]).unwrap();
+    }
+    let check = || {
+        let s = inbox.read().unwrap();
+        let sizes: Vec<u64> = s.index().visible().map(|m| m.crlf_size()).collect();
+        let want: Vec<u64> = bodies
+            .iter()
+            .map(|b| (b.len() + hamail_storage::index::count_bare_lf(b) as usize) as u64)
+            .collect();
+        assert_eq!(sizes, want);
+    };
+    check();
+    std::fs::remove_file(inbox.index_path()).unwrap();
+    check();
+}

@@ -4,8 +4,8 @@
 //! header, 4096 bytes: magic "HMIDX001", uidvalidity u32, uidnext u32, count u64,
 //!   generation u64, mbox dev u64, ino u64, size u64, mtime_ns i64, keywords
 //!   (NUL-separated, length-prefixed u32), ..., CRC-32 of bytes 0..4092 at 4092
-//! records, 56 bytes each: uid u32, flags u32, keywords u64, offset u64, len u64,
-//!   size u64, date i64, from_len u32, fp u32
+//! records, 64 bytes each: uid u32, flags u32, keywords u64, offset u64, len u64,
+//!   size u64, date i64, from_len u32, fp u32, bare_lf u32, reserved u32
 //! ```
 //!
 //! All integers little-endian. Appends write new records after the old ones and then the
@@ -23,9 +23,11 @@ use super::{Flags, MessageMeta};
 use crate::error::{IoContext, Result, StorageError};
 
 pub const INDEX_SUFFIX: &str = ".idx";
-const MAGIC: &[u8; 8] = b"HMIDX001";
+/// Version 2 added `bare_lf` (CRLF sizes without reading messages); a version-1 index
+/// fails the magic check and is rebuilt from the mbox.
+const MAGIC: &[u8; 8] = b"HMIDX002";
 const HEADER: usize = 4096;
-const RECORD: usize = 56;
+const RECORD: usize = 64;
 /// At most this many keywords per mailbox (one bit each in a record).
 pub const MAX_KEYWORDS: usize = 64;
 
@@ -205,6 +207,7 @@ impl Index {
                 date: u64_at(rec, 40) as i64,
                 from_len: u32_at(rec, 48),
                 fp: u32_at(rec, 52),
+                bare_lf: u32_at(rec, 56),
             };
             // UID 0 is allowed only for a hidden pseudo message at the very start.
             let pseudo_ok = m.uid == 0 && m.offset == 0 && m.flags.contains(Flags::HIDDEN);
@@ -271,6 +274,7 @@ impl Index {
         r[40..48].copy_from_slice(&m.date.to_le_bytes());
         r[48..52].copy_from_slice(&m.from_len.to_le_bytes());
         r[52..56].copy_from_slice(&m.fp.to_le_bytes());
+        r[56..60].copy_from_slice(&m.bare_lf.to_le_bytes());
         r
     }
 
@@ -364,6 +368,7 @@ mod tests {
             size: len - 11,
             date: 1_700_000_000,
             fp: 7,
+            bare_lf: 3,
         }
     }
 

@@ -36,11 +36,34 @@ pub struct MessageMeta {
     pub date: i64,
     /// CRC-32 of the message's bytes in the mbox (used to recognise it after edits).
     pub fp: u32,
+    /// Line feeds not preceded by CR: what IMAP and POP3 turn into CRLF on the wire.
+    pub bare_lf: u32,
+}
+
+/// Line feeds in `data` not preceded by a CR.
+pub fn count_bare_lf(data: &[u8]) -> u32 {
+    let lf = memchr::memchr_iter(b'\n', data).count();
+    let crlf = memchr::memmem::find_iter(data, b"\r\n").count();
+    u32::try_from(lf - crlf).unwrap_or(u32::MAX)
 }
 
 impl MessageMeta {
+    /// Size of the message with CRLF line endings (RFC822.SIZE, POP3 LIST octets).
+    pub fn crlf_size(&self) -> u64 {
+        self.size + u64::from(self.bare_lf)
+    }
+
     /// Offset just past this message.
     pub fn end(&self) -> u64 {
         self.offset + self.len
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn bare_lf_counts_only_lone_line_feeds() {
+        assert_eq!(super::count_bare_lf(b"a\nb\r\nc\n\r\n\n"), 3);
+        assert_eq!(super::count_bare_lf(b""), 0);
     }
 }

@@ -178,6 +178,7 @@ fn scan_chunked(
 fn emit(span: &[u8], offset: u64, quoted: u64, f: &mut impl FnMut(Scanned<'_>)) {
     let from_len = memchr::memchr(b'\n', span).map_or(span.len(), |i| i + 1);
     let body = &span[from_len..];
+    let stripped = format::stripped_len(body);
     let meta = MessageMeta {
         uid: 0,
         flags: Flags::empty(),
@@ -185,9 +186,11 @@ fn emit(span: &[u8], offset: u64, quoted: u64, f: &mut impl FnMut(Scanned<'_>)) 
         offset,
         from_len: from_len as u32,
         len: span.len() as u64,
-        size: format::stripped_len(body).saturating_sub(quoted),
+        size: stripped.saturating_sub(quoted),
         date: format::from_line_date(&span[..from_len]).unwrap_or(0),
         fp: crc32fast::hash(span),
+        // mboxrd unquoting removes '>' only, never line ends.
+        bare_lf: crate::index::count_bare_lf(&body[..stripped as usize]),
     };
     f(Scanned {
         meta,

@@ -256,6 +256,7 @@ fn write_batch(
             size: m.data.len() as u64,
             date: m.date,
             fp: crc32fast::hash(&buf[start..]),
+            bare_lf: crate::index::count_bare_lf(&m.data),
         });
     }
     let new_size = orig + buf.len() as u64;
