@@ -106,3 +106,69 @@ mod tests {
         assert!(!limits.drained(Duration::from_millis(10)).await);
     }
 }
+
+/// Sessions per user (IMAP and POP3 together): a client that opens connections in a loop
+/// must not exhaust the host for everyone.
+#[derive(Debug)]
+pub struct UserSessions {
+    max: u32,
+    counts: Mutex<HashMap<String, u32>>,
+}
+
+/// One logged-in session; dropping it frees the slot.
+#[derive(Debug)]
+pub struct UserPermit {
+    owner: Arc<UserSessions>,
+    user: String,
+}
+
+impl UserSessions {
+    pub fn new(max: u32) -> Arc<UserSessions> {
+        Arc::new(UserSessions {
+            max,
+            counts: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// `None` if the user already has the maximum number of sessions.
+    pub fn admit(self: &Arc<Self>, user: &str) -> Option<UserPermit> {
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let n = counts.entry(user.to_string()).or_insert(0);
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(UserPermit {
+            owner: self.clone(),
+            user: user.to_string(),
+        })
+    }
+}
+
+impl Drop for UserPermit {
+    fn drop(&mut self) {
+        let mut counts = self.owner.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = counts.get_mut(&self.user) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.user);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod user_tests {
+    use super::*;
+
+    #[test]
+    fn per_user_cap() {
+        let s = UserSessions::new(2);
+        let a = s.admit("alice").unwrap();
+        let _b = s.admit("alice").unwrap();
+        assert!(s.admit("alice").is_none());
+        assert!(s.admit("bob").is_some());
+        drop(a);
+        assert!(s.admit("alice").is_some());
+    }
+}

@@ -176,6 +176,12 @@ pub struct Limits {
     pub command_timeout_secs: u64,
     /// RFC 5321 §4.5.3.2: 10 minutes for the data block.
     pub data_timeout_secs: u64,
+    /// IMAP and POP3 sessions of one user across this host (mail clients open several).
+    pub max_sessions_per_user: u32,
+    /// RFC 3501 §5.4: at least 30 minutes of inactivity before an IMAP autologout.
+    pub imap_idle_timeout_secs: u64,
+    /// RFC 1939 §3: at least 10 minutes for POP3.
+    pub pop3_idle_timeout_secs: u64,
 }
 
 impl Default for Limits {
@@ -187,6 +193,9 @@ impl Default for Limits {
             max_connections_per_ip: 20,
             command_timeout_secs: 300,
             data_timeout_secs: 600,
+            max_sessions_per_user: 50,
+            imap_idle_timeout_secs: 1800,
+            pop3_idle_timeout_secs: 600,
         }
     }
 }
@@ -402,6 +411,9 @@ impl ClusterConfig {
             ("max_connections_per_ip", m.max_connections_per_ip as u64),
             ("command_timeout_secs", m.command_timeout_secs),
             ("data_timeout_secs", m.data_timeout_secs),
+            ("max_sessions_per_user", m.max_sessions_per_user as u64),
+            ("imap_idle_timeout_secs", m.imap_idle_timeout_secs),
+            ("pop3_idle_timeout_secs", m.pop3_idle_timeout_secs),
         ] {
             if v == 0 {
                 p.push(format!("limits.{name} must be greater than 0"));
