@@ -238,3 +238,15 @@ impl Connection {
         }
     }
 }
+
+impl Connection {
+    /// Whatever bytes are available (buffered first, else one read), for protocols that
+    /// frame their input themselves (IMAP literals).
+    pub async fn read_chunk(&mut self, timeout: Duration) -> Result<Vec<u8>, ReadError> {
+        if self.rbuf.is_empty() {
+            self.fill(timeout).await?;
+        }
+        let chunk = std::mem::take(&mut self.rbuf);
+        Ok(chunk)
+    }
+}

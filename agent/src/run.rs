@@ -17,6 +17,10 @@ use crate::limits::ConnLimits;
 use crate::smtp::server::SmtpContext;
 use crate::smtp::{Kind, Settings};
 
+/// How often an IDLE session looks at the spool: the latency with which a change made on
+/// another host (or by SMTP) reaches an idling client.
+pub const IDLE_POLL: Duration = Duration::from_secs(1);
+
 /// How long in-flight transactions may take to finish after SIGTERM.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
@@ -54,6 +58,7 @@ pub async fn run(config: Arc<ClusterConfig>, host_name: &str) -> anyhow::Result<
         spool.clone(),
         shutdown.clone(),
     );
+    let user_sessions = crate::limits::UserSessions::new(config.limits.max_sessions_per_user);
     let ctx = Arc::new(SmtpContext {
         spool: spool.clone(),
         directory: directory.clone(),
@@ -94,6 +99,36 @@ pub async fn run(config: Arc<ClusterConfig>, host_name: &str) -> anyhow::Result<
             listener,
             settings,
             ctx.clone(),
+            implicit_tls,
+            shutdown.clone(),
+        ));
+    }
+    let imap_ctx = Arc::new(crate::imap::session::ImapContext {
+        spool: spool.clone(),
+        directory: directory.clone(),
+        limiter: ctx.limiter.clone(),
+        tls: ctx.tls.clone(),
+        limits: limits.clone(),
+        user_sessions: user_sessions.clone(),
+        allow_plaintext_auth: config.tls.as_ref().is_none_or(|t| t.allow_plaintext_auth),
+        hostname: fqdn.clone(),
+        idle_timeout: Duration::from_secs(config.limits.imap_idle_timeout_secs),
+        max_literal: u32::try_from(config.limits.max_message_size).unwrap_or(u32::MAX),
+        idle_poll: IDLE_POLL,
+    });
+    for (name, port, implicit_tls) in [("imap", l.imap, false), ("imaps", l.imaps, true)] {
+        if port == 0 {
+            continue;
+        }
+        let addr = SocketAddr::new(host.address, port);
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding {name} on {addr}"))?;
+        health.set_listener(name, true);
+        info!(listener = name, %addr, "listening");
+        tokio::spawn(crate::imap::server::serve(
+            listener,
+            imap_ctx.clone(),
             implicit_tls,
             shutdown.clone(),
         ));

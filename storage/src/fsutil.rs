@@ -32,7 +32,7 @@ pub(crate) fn create_new(path: &Path, mode: u32) -> Result<File> {
 }
 
 /// Replace the contents of `path` (mode 0600 if new) with `data` and fsync it.
-pub(crate) fn write_synced(path: &Path, data: &[u8]) -> Result<()> {
+pub fn write_synced(path: &Path, data: &[u8]) -> Result<()> {
     let mut f = OpenOptions::new()
         .write(true)
         .create(true)

@@ -13,7 +13,7 @@
 pub mod cluster;
 pub mod error;
 pub mod fault;
-mod fsutil;
+pub mod fsutil;
 pub mod index;
 pub mod lock;
 pub mod mbox;

@@ -139,3 +139,49 @@ mod tests {
         assert!(!is_local_domain(&d, ""));
     }
 }
+
+/// The outcome of a login attempt, the same for SMTP AUTH, IMAP and POP3.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginOutcome {
+    /// The canonical user name.
+    Ok(String),
+    Failed,
+    /// Too many failures from this client or for this user.
+    Limited,
+    /// The directory could not answer: a temporary failure, never "wrong password".
+    Unavailable,
+}
+
+/// Check a login through the rate limiter and the directory, with logs and metrics.
+pub async fn login(
+    directory: &Directory,
+    limiter: &LoginLimiter,
+    peer: std::net::SocketAddr,
+    protocol: &'static str,
+    login: &str,
+    password: &str,
+) -> LoginOutcome {
+    if limiter.check(peer.ip(), login).is_err() {
+        metrics::counter!("hamail_auth_failures_total", "reason" => "rate_limited").increment(1);
+        tracing::warn!(%peer, protocol, login, "login refused: too many failures");
+        return LoginOutcome::Limited;
+    }
+    match directory.verify(login, password).await {
+        Ok(Some(user)) => {
+            limiter.success(peer.ip(), login);
+            tracing::info!(%peer, protocol, login, user = %user, "authenticated");
+            LoginOutcome::Ok(user)
+        }
+        Ok(None) => {
+            limiter.failure(peer.ip(), login);
+            metrics::counter!("hamail_auth_failures_total", "reason" => "invalid").increment(1);
+            tracing::warn!(%peer, protocol, login, "authentication failed");
+            LoginOutcome::Failed
+        }
+        Err(e) => {
+            metrics::counter!("hamail_auth_failures_total", "reason" => "unavailable").increment(1);
+            tracing::warn!(%peer, protocol, login, error = %e, "authentication backend unavailable");
+            LoginOutcome::Unavailable
+        }
+    }
+}

@@ -1,1 +1,20 @@
-//! IMAP4rev1 (RFC 3501) over the shared spool.
+//! IMAP4rev1 (RFC 3501) over the shared spool, with IDLE, UIDPLUS, LITERAL+, NAMESPACE,
+//! ID, UNSELECT and MOVE.
+//!
+//! - `server`: listeners and the connection loop (framing with imap-codec's fragmentizer,
+//!   literals, STARTTLS, IDLE, timeouts);
+//! - `session`: the protocol states and the commands;
+//! - `view`: what a session has told its client about the selected mailbox, and the
+//!   untagged updates that bring it up to date with the spool (other sessions, other hosts);
+//! - `fetch`: FETCH data items; `mime`: ENVELOPE, BODYSTRUCTURE, body sections;
+//! - `search`: SEARCH keys; `names`: mailbox names (modified UTF-7) and LIST patterns;
+//! - `folders`: creating, deleting, renaming, listing and subscribing to mailboxes.
+
+pub mod fetch;
+pub mod folders;
+pub mod mime;
+pub mod names;
+pub mod search;
+pub mod server;
+pub mod session;
+pub mod view;

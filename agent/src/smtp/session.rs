@@ -102,16 +102,8 @@ pub enum Lookup {
     Unavailable,
 }
 
-/// Outcome of a login check.
-#[derive(Debug)]
-pub enum AuthOutcome {
-    /// The canonical user name.
-    Ok(String),
-    Failed,
-    /// Too many failures from this client or for this user.
-    Limited,
-    Unavailable,
-}
+/// Outcome of a login check (shared by every protocol).
+pub use crate::auth::LoginOutcome as AuthOutcome;
 
 #[derive(Debug)]
 enum AuthStep {

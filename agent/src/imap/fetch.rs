@@ -1,0 +1,208 @@
+//! FETCH (RFC 3501 §6.4.5): which data items a request names, and building them for one
+//! message. Sizes come from the index (`crlf_size`), so `FETCH 1:* (FLAGS UID
+//! RFC822.SIZE)` never reads a message; everything else reads it once, converted to the
+//! CRLF form clients expect.
+
+use std::num::NonZeroU32;
+
+use hamail_storage::{Flags, MessageMeta};
+use imap_types::core::{IString, Literal, NString};
+use imap_types::datetime::DateTime;
+use imap_types::fetch::{
+    MacroOrMessageDataItemNames, MessageDataItem, MessageDataItemName, Section,
+};
+
+use super::mime;
+use super::view::flag_items;
+
+/// A FETCH request, normalised.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub items: Vec<MessageDataItemName<'static>>,
+    /// Some item needs the message bytes.
+    pub needs_message: bool,
+    /// Some item is a non-PEEK BODY[...] or RFC822/RFC822.TEXT: sets \Seen.
+    pub sets_seen: bool,
+}
+
+impl Plan {
+    pub fn new(request: &MacroOrMessageDataItemNames<'_>, uid_command: bool) -> Plan {
+        let mut items: Vec<MessageDataItemName<'static>> = match request {
+            MacroOrMessageDataItemNames::Macro(m) => {
+                m.expand().into_iter().map(to_static).collect()
+            }
+            MacroOrMessageDataItemNames::MessageDataItemNames(v) => {
+                v.iter().cloned().map(to_static).collect()
+            }
+        };
+        // RFC 3501 §6.4.8: UID FETCH always returns the UID.
+        if uid_command && !items.contains(&MessageDataItemName::Uid) {
+            items.insert(0, MessageDataItemName::Uid);
+        }
+        let needs_message = items.iter().any(|i| {
+            !matches!(
+                i,
+                MessageDataItemName::Uid
+                    | MessageDataItemName::Flags
+                    | MessageDataItemName::InternalDate
+                    | MessageDataItemName::Rfc822Size
+            )
+        });
+        let sets_seen = items.iter().any(|i| match i {
+            MessageDataItemName::BodyExt { peek, .. } => !peek,
+            MessageDataItemName::Rfc822 | MessageDataItemName::Rfc822Text => true,
+            _ => false,
+        });
+        Plan {
+            items,
+            needs_message,
+            sets_seen,
+        }
+    }
+}
+
+fn to_static(i: MessageDataItemName<'_>) -> MessageDataItemName<'static> {
+    use imap_types::IntoStatic;
+    i.into_static()
+}
+
+/// What FETCH knows about one message besides its bytes.
+#[derive(Debug)]
+pub struct Subject<'a> {
+    pub uid: u32,
+    pub meta: &'a MessageMeta,
+    pub flags: Flags,
+    pub keywords: &'a [String],
+    pub recent: bool,
+}
+
+/// The data items for one message; `message` is its CRLF form when the plan needs it.
+pub fn build(
+    plan: &Plan,
+    s: &Subject<'_>,
+    message: Option<&[u8]>,
+) -> Vec<MessageDataItem<'static>> {
+    let empty: &[u8] = b"";
+    let msg = message.unwrap_or(empty);
+    let mut out = Vec::with_capacity(plan.items.len());
+    for item in &plan.items {
+        let data = match item {
+            MessageDataItemName::Uid => match NonZeroU32::new(s.uid) {
+                Some(uid) => MessageDataItem::Uid(uid),
+                None => continue,
+            },
+            MessageDataItemName::Flags => {
+                MessageDataItem::Flags(flag_items(s.flags, s.keywords, s.recent))
+            }
+            MessageDataItemName::InternalDate => {
+                MessageDataItem::InternalDate(internal_date(s.meta.date))
+            }
+            MessageDataItemName::Rfc822Size => {
+                MessageDataItem::Rfc822Size(u32::try_from(s.meta.crlf_size()).unwrap_or(u32::MAX))
+            }
+            MessageDataItemName::Envelope => MessageDataItem::Envelope(mime::envelope(msg)),
+            MessageDataItemName::Body => MessageDataItem::Body(mime::body_structure(msg, false)),
+            MessageDataItemName::BodyStructure => {
+                MessageDataItem::BodyStructure(mime::body_structure(msg, true))
+            }
+            MessageDataItemName::Rfc822 => MessageDataItem::Rfc822(nstring(msg)),
+            MessageDataItemName::Rfc822Header => MessageDataItem::Rfc822Header(nstring(
+                &section_bytes(msg, Some(&Section::Header(None))),
+            )),
+            MessageDataItemName::Rfc822Text => MessageDataItem::Rfc822Text(nstring(
+                &section_bytes(msg, Some(&Section::Text(None))),
+            )),
+            MessageDataItemName::BodyExt {
+                section, partial, ..
+            } => {
+                let bytes = section_bytes(msg, section.as_ref());
+                let (data, origin) = match partial {
+                    Some((start, len)) => (
+                        mime::partial(&bytes, *start, len.get()).to_vec(),
+                        Some(*start),
+                    ),
+                    None => (bytes, None),
+                };
+                MessageDataItem::BodyExt {
+                    section: section.clone(),
+                    origin,
+                    data: nstring(&data),
+                }
+            }
+            // BINARY (RFC 3516) is not advertised.
+            MessageDataItemName::Binary { .. } | MessageDataItemName::BinarySize { .. } => continue,
+        };
+        out.push(data);
+    }
+    out
+}
+
+fn section_bytes(msg: &[u8], section: Option<&Section<'_>>) -> Vec<u8> {
+    mime::section(msg, section).unwrap_or_default()
+}
+
+/// A literal; NUL (not allowed in IMAP literals) becomes 0x80 as in Dovecot.
+pub fn nstring(bytes: &[u8]) -> NString<'static> {
+    let data: Vec<u8> = if bytes.contains(&0) {
+        bytes
+            .iter()
+            .map(|&b| if b == 0 { 0x80 } else { b })
+            .collect()
+    } else {
+        bytes.to_vec()
+    };
+    match Literal::try_from(data) {
+        Ok(l) => NString(Some(IString::Literal(l))),
+        Err(_) => NString(None),
+    }
+}
+
+/// INTERNALDATE in UTC.
+pub fn internal_date(unix: i64) -> DateTime {
+    let epoch = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH.fixed_offset();
+    let t = chrono::DateTime::<chrono::Utc>::from_timestamp(unix.clamp(0, 253_402_300_799), 0)
+        .map_or(epoch, |t| t.fixed_offset());
+    DateTime::try_from(t).unwrap_or_else(|_| DateTime::unvalidated(epoch))
+}
+
+/// The spool's LF form to the CRLF form (bare LF only; existing CRLF is kept).
+pub fn to_crlf(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() + data.len() / 30);
+    let mut prev = 0u8;
+    for &b in data {
+        if b == b'\n' && prev != b'\r' {
+            out.push(b'\r');
+        }
+        out.push(b);
+        prev = b;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crlf_conversion() {
+        assert_eq!(to_crlf(b"a\nb\r\nc\n"), b"a\r\nb\r\nc\r\n");
+    }
+
+    #[test]
+    fn uid_fetch_adds_uid_and_peek_does_not_set_seen() {
+        let req =
+            MacroOrMessageDataItemNames::MessageDataItemNames(vec![MessageDataItemName::BodyExt {
+                section: None,
+                partial: None,
+                peek: true,
+            }]);
+        let p = Plan::new(&req, true);
+        assert_eq!(p.items[0], MessageDataItemName::Uid);
+        assert!(p.needs_message && !p.sets_seen);
+        let fast = Plan::new(
+            &MacroOrMessageDataItemNames::Macro(imap_types::fetch::Macro::Fast),
+            false,
+        );
+        assert!(!fast.needs_message);
+    }
+}

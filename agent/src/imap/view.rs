@@ -1,0 +1,305 @@
+//! The selected mailbox as one session's client knows it: message sequence numbers
+//! (UIDs in order), the flags it was last told, which messages are \Recent for this
+//! session — and [`View::sync`], which compares that with the spool's index after every
+//! command and produces the untagged EXPUNGE, EXISTS, RECENT and FETCH FLAGS responses
+//! that bring the client up to date. Because every command re-reads the index under the
+//! storage lock, changes made by other sessions on this host or any other host reach the
+//! client at its next command (or during IDLE, which polls).
+//!
+//! \Recent (RFC 3501 §2.3.2.2) goes to exactly one session: a small `<mailbox>.recent`
+//! file beside the index holds the highest UID already given out, updated under its own
+//! NFS-safe dotlock by the first read-write session that sees new messages.
+
+use std::collections::HashSet;
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use hamail_storage::index::Index;
+use hamail_storage::lock::DotLock;
+use hamail_storage::{Flags, LockOptions, Mailbox, StorageError};
+use imap_types::core::Vec1;
+use imap_types::fetch::MessageDataItem;
+use imap_types::flag::{Flag, FlagFetch};
+use imap_types::response::{Data, Response};
+
+/// What one message looked like to the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Known {
+    flags: Flags,
+    keywords: Vec<String>,
+}
+
+/// A selected mailbox.
+#[derive(Debug)]
+pub struct View {
+    pub mailbox: Mailbox,
+    /// The name as the client gave it (storage form).
+    pub name: String,
+    pub read_only: bool,
+    pub uidvalidity: u32,
+    /// UIDs in sequence order; position + 1 is the message sequence number.
+    pub uids: Vec<u32>,
+    known: Vec<Known>,
+    recent: HashSet<u32>,
+    /// Expunged on the spool but not yet announced (RFC 3501 §7.4.1 forbids EXPUNGE
+    /// responses during FETCH, STORE and SEARCH).
+    ghosts: HashSet<u32>,
+    lock: LockOptions,
+}
+
+/// Whether this command may announce expunges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expunges {
+    Announce,
+    Defer,
+}
+
+/// The mailbox was rebuilt under us (new UIDVALIDITY): the session must end.
+#[derive(Debug)]
+pub struct ValidityChanged;
+
+impl View {
+    /// A fresh view of `index`; `claim_recent` for SELECT (not EXAMINE).
+    pub fn open(
+        mailbox: Mailbox,
+        name: String,
+        read_only: bool,
+        index: &Index,
+        lock: LockOptions,
+    ) -> Result<View, StorageError> {
+        let mut view = View {
+            mailbox,
+            name,
+            read_only,
+            uidvalidity: index.uidvalidity,
+            uids: Vec::new(),
+            known: Vec::new(),
+            recent: HashSet::new(),
+            ghosts: HashSet::new(),
+            lock,
+        };
+        let max = index.visible().map(|m| m.uid).max().unwrap_or(0);
+        let first_recent = view.recent_from(max)?;
+        for m in index.visible() {
+            view.uids.push(m.uid);
+            view.known.push(known(index, m.flags, m.keywords));
+            if m.uid >= first_recent {
+                view.recent.insert(m.uid);
+            }
+        }
+        Ok(view)
+    }
+
+    pub fn exists(&self) -> u32 {
+        self.uids.len() as u32
+    }
+
+    pub fn recent_count(&self) -> u32 {
+        self.recent.len() as u32
+    }
+
+    pub fn is_recent(&self, uid: u32) -> bool {
+        self.recent.contains(&uid)
+    }
+
+    pub fn is_ghost(&self, uid: u32) -> bool {
+        self.ghosts.contains(&uid)
+    }
+
+    /// Sequence number of `uid`.
+    pub fn seq_of(&self, uid: u32) -> Option<u32> {
+        self.uids.binary_search(&uid).ok().map(|i| i as u32 + 1)
+    }
+
+    /// The client now knows these flags for `uid` (after a FETCH FLAGS we sent).
+    pub fn set_known(&mut self, uid: u32, flags: Flags, keywords: Vec<String>) {
+        if let Ok(i) = self.uids.binary_search(&uid) {
+            self.known[i] = Known { flags, keywords };
+        }
+    }
+
+    /// Compare with the spool and push the untagged responses that tell the client.
+    pub fn sync(
+        &mut self,
+        index: &Index,
+        expunges: Expunges,
+        out: &mut Vec<Response<'static>>,
+    ) -> Result<(), ValidityChanged> {
+        if index.uidvalidity != self.uidvalidity {
+            return Err(ValidityChanged);
+        }
+        // Flag changes first, with the sequence numbers the client has now.
+        let mut gone = Vec::new();
+        for (i, uid) in self.uids.iter().enumerate() {
+            match index
+                .by_uid(*uid)
+                .filter(|m| !m.flags.contains(Flags::HIDDEN))
+            {
+                Some(m) => {
+                    let now = known(index, m.flags, m.keywords);
+                    if now != self.known[i] {
+                        let recent = self.recent.contains(uid);
+                        out.push(flags_response(
+                            i as u32 + 1,
+                            now.flags,
+                            &now.keywords,
+                            recent,
+                            None,
+                        ));
+                        self.known[i] = now;
+                    }
+                }
+                None => gone.push(i),
+            }
+        }
+        match expunges {
+            Expunges::Announce => {
+                for &i in gone.iter().rev() {
+                    if let Some(seq) = NonZeroU32::new(i as u32 + 1) {
+                        out.push(Response::Data(Data::Expunge(seq)));
+                    }
+                    let uid = self.uids.remove(i);
+                    self.known.remove(i);
+                    self.recent.remove(&uid);
+                    self.ghosts.remove(&uid);
+                }
+            }
+            Expunges::Defer => {
+                for &i in &gone {
+                    self.ghosts.insert(self.uids[i]);
+                }
+            }
+        }
+        let last = self.uids.last().copied().unwrap_or(0);
+        let new: Vec<_> = index
+            .visible()
+            .filter(|m| m.uid > last)
+            .map(|m| (m.uid, known(index, m.flags, m.keywords)))
+            .collect();
+        if !new.is_empty() {
+            let max = new.last().map_or(0, |(uid, _)| *uid);
+            // A failure to claim only costs the \Recent flag, never the message.
+            let first_recent = self.recent_from(max).unwrap_or(u32::MAX);
+            for (uid, k) in new {
+                self.uids.push(uid);
+                self.known.push(k);
+                if uid >= first_recent {
+                    self.recent.insert(uid);
+                }
+            }
+            out.push(Response::Data(Data::Exists(self.exists())));
+            out.push(Response::Data(Data::Recent(self.recent_count())));
+        }
+        Ok(())
+    }
+
+    fn recent_path(&self) -> PathBuf {
+        self.mailbox.index_path().with_extension("recent")
+    }
+
+    /// The first UID that is \Recent for this session: read-write sessions claim every
+    /// message up to `max`; read-only ones only look.
+    fn recent_from(&self, max: u32) -> Result<u32, StorageError> {
+        let path = self.recent_path();
+        if self.read_only {
+            return Ok(read_watermark(&path).saturating_add(1));
+        }
+        if max == 0 || read_watermark(&path) >= max {
+            return Ok(u32::MAX);
+        }
+        let lock_path = hamail_storage::lock::dotlock::lock_path(&path);
+        let _lock = DotLock::acquire(
+            &lock_path,
+            &self.lock,
+            Instant::now() + self.lock.timeout.min(Duration::from_secs(5)),
+        )?;
+        let seen = read_watermark(&path);
+        if seen >= max {
+            return Ok(u32::MAX);
+        }
+        write_watermark(&path, max).map_err(|e| StorageError::io(&path, e))?;
+        Ok(seen.saturating_add(1))
+    }
+
+    /// \Recent as others see it (STATUS): UIDs above the watermark.
+    pub fn recent_watermark(mailbox: &Mailbox) -> u32 {
+        read_watermark(&mailbox.index_path().with_extension("recent"))
+    }
+}
+
+fn read_watermark(path: &Path) -> u32 {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn write_watermark(path: &Path, uid: u32) -> std::io::Result<()> {
+    let tmp = path.with_extension("recent.tmp");
+    std::fs::write(&tmp, format!("{uid}\n"))?;
+    std::fs::rename(&tmp, path)
+}
+
+fn known(index: &Index, flags: Flags, keywords: u64) -> Known {
+    Known {
+        flags: Flags(flags.0 & !Flags::HIDDEN.0),
+        keywords: index
+            .keyword_names(keywords)
+            .into_iter()
+            .map(str::to_string)
+            .collect(),
+    }
+}
+
+/// The FLAGS list of a message as IMAP items.
+pub fn flag_items(flags: Flags, keywords: &[String], recent: bool) -> Vec<FlagFetch<'static>> {
+    let mut items: Vec<FlagFetch<'static>> = Vec::new();
+    for (bit, flag) in [
+        (Flags::SEEN, Flag::Seen),
+        (Flags::ANSWERED, Flag::Answered),
+        (Flags::FLAGGED, Flag::Flagged),
+        (Flags::DELETED, Flag::Deleted),
+        (Flags::DRAFT, Flag::Draft),
+    ] {
+        if flags.contains(bit) {
+            items.push(FlagFetch::Flag(flag));
+        }
+    }
+    for k in keywords {
+        if let Ok(flag) = Flag::try_from(k.as_str()) {
+            items.push(FlagFetch::Flag(imap_types::IntoStatic::into_static(flag)));
+        }
+    }
+    if recent {
+        items.push(FlagFetch::Recent);
+    }
+    items
+}
+
+/// `* seq FETCH (FLAGS (...) [UID n])`.
+pub fn flags_response(
+    seq: u32,
+    flags: Flags,
+    keywords: &[String],
+    recent: bool,
+    uid: Option<u32>,
+) -> Response<'static> {
+    let mut items = vec![MessageDataItem::Flags(flag_items(flags, keywords, recent))];
+    if let Some(uid) = uid.and_then(NonZeroU32::new) {
+        items.push(MessageDataItem::Uid(uid));
+    }
+    fetch_response(seq, items)
+}
+
+/// `* seq FETCH (items)`; a zero sequence number cannot happen (views count from 1).
+pub fn fetch_response(seq: u32, items: Vec<MessageDataItem<'static>>) -> Response<'static> {
+    let seq = NonZeroU32::new(seq).unwrap_or(NonZeroU32::MIN);
+    match Vec1::try_from(items) {
+        Ok(items) => Response::Data(Data::Fetch { seq, items }),
+        Err(_) => Response::Data(Data::Fetch {
+            seq,
+            items: Vec1::from(MessageDataItem::Flags(Vec::new())),
+        }),
+    }
+}
