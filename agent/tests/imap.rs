@@ -1,0 +1,263 @@
+//! IMAP4rev1 with a real client (Python's imaplib) against real agents: every command of
+//! RFC 3501 plus IDLE, UIDPLUS, LITERAL+, NAMESPACE, ID, UNSELECT and MOVE, checked
+//! against what is on the spool; and several sessions on two hosts seeing one mailbox.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use support::*;
+
+/// Deliver `n` numbered messages to `user` over SMTP.
+fn deliver(lab: &Lab, host: usize, user: &str, tags: &[&str]) {
+    for tag in tags {
+        let (mut raw, _) = Raw::connect(lab.addr(host, SMTP));
+        raw.cmd("EHLO t.test");
+        raw.cmd("MAIL FROM:<s@remote.test>");
+        assert_eq!(raw.cmd(&format!("RCPT TO:<{user}@example.test>")).0, 250);
+        raw.cmd("DATA");
+        raw.send(
+            format!(
+                "From: Sender <s@remote.test>\r\nTo: {user}@example.test\r\nSubject: {tag}\r\n\
+                 Message-ID: <{tag}@remote.test>\r\nDate: Tue, 24 Nov 2026 10:00:00 +0000\r\n\r\n\
+                 body of {tag}\r\n..dotted line\r\n.\r\n"
+            )
+            .as_bytes(),
+        );
+        assert_eq!(raw.reply().0, 250);
+    }
+}
+
+const COMMANDS: &str = r#"
+import imaplib, ssl, sys, re
+host = sys.argv[1]
+# imaplib refuses commands it does not know.
+imaplib.Commands.setdefault("ID", ("NONAUTH", "AUTH", "SELECTED"))
+imaplib.Commands.setdefault("MOVE", ("SELECTED",))
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+
+def ok(r, what=""):
+    typ, data = r
+    assert typ == "OK", (what, typ, data)
+    return data
+
+M = imaplib.IMAP4(host, 2143)
+caps = M.capabilities
+for c in ["IMAP4REV1", "STARTTLS", "LOGINDISABLED", "IDLE", "UIDPLUS", "LITERAL+", "NAMESPACE", "ID", "UNSELECT", "MOVE"]:
+    assert c in caps, (c, caps)
+try:
+    M.login("alice", "alice-pw")
+    raise SystemExit("LOGIN accepted without TLS")
+except imaplib.IMAP4.error as e:
+    assert "PRIVACYREQUIRED" in str(e), e
+ok(M.starttls(ssl_context=ctx))
+assert "AUTH=PLAIN" in M.capabilities and "LOGINDISABLED" not in M.capabilities
+try:
+    M.login("alice", "wrong")
+    raise SystemExit("wrong password accepted")
+except imaplib.IMAP4.error as e:
+    assert "AUTHENTICATIONFAILED" in str(e), e
+ok(M.login("alice", "alice-pw"))
+ok(M.noop())
+typ, data = M._simple_command("ID", '("name" "test")'); assert typ == "OK"
+typ, data = M._untagged_response(typ, data, "ID")
+assert b'"hamail"' in data[0], data
+typ, data = M.namespace(); assert data == [b'(("" "/")) NIL NIL'], data
+
+# SELECT: 3 messages, all recent for this first session.
+data = ok(M.select("INBOX"))
+assert data == [b"3"], data
+assert M.untagged_responses.get("RECENT") == [b"3"], M.untagged_responses
+uidvalidity = int(M.untagged_responses["UIDVALIDITY"][0])
+
+# FETCH: flags, sizes, envelope, bodystructure, sections, partial, peek vs \Seen.
+data = ok(M.fetch("1:*", "(UID FLAGS RFC822.SIZE INTERNALDATE)"))
+assert len(data) == 3 and b"UID 1 " in data[0] and b"\\Recent" in data[0], data
+full = ok(M.fetch("1", "(BODY.PEEK[])"))[0][1]
+size = int(re.search(rb"RFC822.SIZE (\d+)", data[0]).group(1))
+assert len(full) == size, (len(full), size)
+assert full.endswith(b"\r\n\r\nbody of m1\r\n.dotted line\r\n"), full
+assert b"\\Seen" not in ok(M.fetch("1", "(FLAGS)"))[0]
+data = ok(M.fetch("1", "(BODY[HEADER.FIELDS (SUBJECT)])"))
+assert data[0][1] == b"Subject: m1\r\n\r\n", data
+data = ok(M.fetch("1", "(BODY[TEXT]<0.7>)"))
+assert data[0][1] == b"body of", data
+assert b"\\Seen" in ok(M.fetch("1", "(FLAGS)"))[0], "BODY[] without PEEK must set \\Seen"
+data = ok(M.fetch("2", "(ENVELOPE)"))
+assert b'"m2"' in data[0] and b'"Sender" NIL "s" "remote.test"' in data[0], data
+data = ok(M.fetch("2", "(BODYSTRUCTURE)"))
+assert b'("TEXT" "PLAIN"' in data[0].upper(), data
+data = ok(M.fetch("3", "(RFC822.HEADER)"))
+assert data[0][1].startswith(b"Return-Path: <s@remote.test>\r\n"), data
+data = ok(M.uid("FETCH", "2:*", "(FLAGS)"))
+assert len(data) == 2 and b"UID 2" in data[0], data
+
+# STORE and keywords.
+data = ok(M.store("2", "+FLAGS", "(\\Flagged $Important)"))
+assert b"\\Flagged" in data[0] and b"$Important" in data[0], data
+data = ok(M.store("2", "-FLAGS.SILENT", "(\\Flagged)"))
+assert data == [None], data
+data = ok(M.uid("STORE", "3", "FLAGS", "(\\Answered)"))
+assert b"UID 3" in data[0] and b"\\Answered" in data[0], data
+
+# SEARCH.
+assert ok(M.search(None, "ALL")) == [b"1 2 3"]
+assert ok(M.search(None, "SEEN")) == [b"1"]
+assert ok(M.search(None, "UNSEEN")) == [b"2 3"]
+assert ok(M.search(None, "KEYWORD", "$Important")) == [b"2"]
+assert ok(M.search(None, "SUBJECT", "m3")) == [b"3"]
+assert ok(M.search(None, "BODY", "body of m2")) == [b"2"]
+assert ok(M.search(None, "OR", "ANSWERED", "SEEN")) == [b"1 3"]
+assert ok(M.uid("SEARCH", None, "UID", "2:*")) == [b"2 3"]
+typ, data = M.search("KOI8-R", "ALL")
+assert typ == "NO", (typ, data)
+
+# Folders: CREATE, LIST, LSUB, SUBSCRIBE, RENAME, STATUS, DELETE, modified UTF-7.
+ok(M.create("Archive"))
+ok(M.create("Work/Projects"))
+ok(M.create("Entw&APw-rfe"))
+typ, data = M.create("Archive"); assert typ == "NO" and b"ALREADYEXISTS" in data[0], data
+names = ok(M.list())
+assert any(n.endswith(b'"/" Archive') for n in names), names
+assert any(n.endswith(b'"/" Entw&APw-rfe') for n in names), names
+assert any(b"\\Noselect" in n and n.endswith(b'"/" Work') for n in names), names
+assert any(n.endswith(b'"/" Work/Projects') for n in names), names
+assert len(ok(M.list("", "%"))) == 4, ok(M.list("", "%"))
+ok(M.subscribe("Archive"))
+assert ok(M.lsub()) == [b'(\\Noinferiors) "/" Archive'], ok(M.lsub())
+ok(M.unsubscribe("Archive"))
+assert ok(M.lsub()) == [None]
+ok(M.rename("Work/Projects", "Work/Done"))
+assert any(n.endswith(b'"/" Work/Done') for n in ok(M.list("", "Work/*")))
+typ, data = M.select("Nope"); assert typ == "NO", data
+ok(M.select("INBOX"))
+
+# COPY and MOVE with UIDPLUS, APPEND with flags, date and a literal.
+typ, data = M.copy("1:2", "Archive")
+assert typ == "OK" and b"COPYUID %d" % 0 not in data[0] and b"COPYUID" in data[0], data
+typ, data = M.append("Archive", "(\\Seen $Work)", '"24-Nov-2026 10:00:00 +0000"', b"Subject: appended\r\n\r\nappended body\r\n")
+assert typ == "OK" and b"APPENDUID" in data[0], data
+appenduid = int(data[0].split()[2].rstrip(b"]"))
+assert appenduid == 3, data
+data = ok(M.status("Archive", "(MESSAGES UNSEEN UIDNEXT UIDVALIDITY RECENT)"))
+assert b"MESSAGES 3" in data[0] and b"UNSEEN 1" in data[0] and b"UIDNEXT 4" in data[0], data
+typ, data = M.uid("MOVE", "3", "Entw&APw-rfe")
+assert typ == "OK", (typ, data)
+assert M.untagged_responses.get("EXPUNGE") == [b"3"], M.untagged_responses
+assert ok(M.search(None, "ALL")) == [b"1 2"]
+typ, data = M.copy("1", "Missing")
+assert typ == "NO" and b"TRYCREATE" in data[0], data
+
+# EXPUNGE, UID EXPUNGE, CLOSE, UNSELECT, EXAMINE is read-only.
+ok(M.store("1:2", "+FLAGS", "(\\Deleted)"))
+typ, data = M.uid("EXPUNGE", "2")
+assert typ == "OK", (typ, data)
+assert ok(M.search(None, "ALL")) == [b"1"], "UID EXPUNGE removed only UID 2"
+ok(M.expunge())
+assert ok(M.search(None, "ALL")) == [None]
+ok(M.select("Archive"))
+typ, data = M._simple_command("UNSELECT"); assert typ == "OK"
+ok(M.select("Archive", readonly=True))
+typ, data = M.store("1", "+FLAGS", "(\\Deleted)"); assert typ == "NO", data
+ok(M.close())
+ok(M.delete("Entw&APw-rfe"))
+typ, data = M.delete("Work"); assert typ == "NO", "a level with children"
+ok(M.delete("Work/Done")); ok(M.delete("Work"))
+typ, data = M.delete("INBOX"); assert typ == "NO"
+ok(M.logout())
+
+# Implicit TLS and AUTHENTICATE PLAIN.
+S = imaplib.IMAP4_SSL(host, 2993, ssl_context=ctx)
+ok(S.authenticate("PLAIN", lambda _: b"\0bob\0bob-pw"))
+ok(S.select())
+ok(S.logout())
+print("ok")
+"#;
+
+#[test]
+fn every_command_with_imaplib() {
+    let mut lab = Lab::new(1, "");
+    lab.start(0, &[]);
+    deliver(&lab, 0, "alice", &["m1", "m2", "m3"]);
+    let out = python(COMMANDS, &[&lab.ips[0].to_string()]);
+    assert_eq!(out.trim(), "ok");
+    // The spool agrees: INBOX empty, Archive holds m1, m2 and the appended message.
+    assert!(lab.messages("alice").is_empty());
+    let archive = lab.spool().mailbox("alice", "Archive").unwrap();
+    let rs = archive.read().unwrap();
+    let subjects: Vec<String> = rs
+        .index()
+        .visible()
+        .map(|m| {
+            let t = String::from_utf8(rs.read_message(m).unwrap()).unwrap();
+            t.lines()
+                .find_map(|l| l.strip_prefix("Subject: "))
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(subjects, ["m1", "m2", "appended"]);
+}
+
+const TWO_SESSIONS: &str = r#"
+import imaplib, ssl, sys, socket, time
+h1, h2 = sys.argv[1], sys.argv[2]
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+def login(h):
+    M = imaplib.IMAP4_SSL(h, 2993, ssl_context=ctx)
+    M.login("bob", "bob-pw")
+    return M
+A = login(h1); B = login(h2)
+assert A.select()[1] == [b"2"]
+ra = int(A.untagged_responses["RECENT"][0])
+assert B.select()[1] == [b"2"]
+rb = int(B.untagged_responses["RECENT"][0])
+assert (ra, rb) == (2, 0), ("\\Recent must go to exactly one session", ra, rb)
+# A change on host 2 reaches host 1 at its next command.
+B.store("1", "+FLAGS", "(\\Flagged)")
+B.store("2", "+FLAGS", "(\\Deleted)")
+B.expunge()
+typ, data = A.noop()
+assert A.untagged_responses.get("EXPUNGE") == [b"2"], A.untagged_responses
+fetched = A.untagged_responses.get("FETCH", [])
+assert any(b"\\Flagged" in f for f in fetched), fetched
+# IDLE on host 1 sees a delivery made through host 2 within the poll interval.
+A.send(b"a1 IDLE\r\n")
+assert A.readline().startswith(b"+")
+s = socket.create_connection((h2, 2525)); f = s.makefile("rb")
+def cmd(c):
+    if c: s.sendall(c)
+    while True:
+        line = f.readline()
+        if line[3:4] != b"-": return line
+cmd(None); cmd(b"EHLO x\r\n"); cmd(b"MAIL FROM:<x@remote.test>\r\n"); cmd(b"RCPT TO:<bob@example.test>\r\n"); cmd(b"DATA\r\n")
+assert cmd(b"Subject: idle\r\n\r\nwake up\r\n.\r\n").startswith(b"250")
+start = time.time()
+A.sock.settimeout(10)
+line = A.readline()
+assert line == b"* 2 EXISTS\r\n", line
+assert time.time() - start < 5
+A.send(b"DONE\r\n")
+while not (l := A.readline()).startswith(b"a1 "): pass
+assert l.startswith(b"a1 OK"), l
+print("ok")
+"#;
+
+#[test]
+fn two_hosts_see_one_mailbox_and_idle_reports_new_mail() {
+    let mut lab = Lab::new(2, "");
+    lab.start(0, &[]);
+    lab.start(1, &[]);
+    deliver(&lab, 0, "bob", &["b1", "b2"]);
+    let out = python(
+        TWO_SESSIONS,
+        &[&lab.ips[0].to_string(), &lab.ips[1].to_string()],
+    );
+    assert_eq!(out.trim(), "ok");
+    assert!(wait_for(Duration::from_secs(1), || lab
+        .messages("bob")
+        .len()
+        == 2));
+}
