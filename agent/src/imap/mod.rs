@@ -1,1 +1,4 @@
 //! IMAP4rev1 (RFC 3501) over the shared spool.
+
+pub mod names;
+pub mod search;
