@@ -52,8 +52,10 @@ pub fn decode_list_mailbox(m: &ListMailbox<'_>) -> Result<String, NameError> {
 /// case (`inbox/Sent` → `INBOX/Sent`), so the inbox's children have one spelling. Other
 /// names are decoded from modified UTF-7 (strictly: re-encoding must give the same
 /// bytes) and must be a relative path of non-empty levels without `.`/`..`, control
-/// characters, a leading `~` or `#` (UW-IMAP home and namespace tricks) or the LIST
-/// wildcards `*`/`%`, and must pass [`hamail_storage::spool::validate_mailbox`].
+/// characters, a level starting with `~` (UW-IMAP home directory syntax), a leading `#`
+/// (namespace syntax) or the LIST wildcards `*`/`%`, and must pass
+/// [`hamail_storage::spool::validate_mailbox`] (which also refuses levels starting with
+/// a dot and the spool's reserved suffixes).
 ///
 /// A trailing delimiter is refused (empty level): for CREATE (RFC 3501 §6.3.3, "the
 /// name is intended as a superior hierarchical name") the caller strips one first.
@@ -204,6 +206,9 @@ fn check_name(name: &str) -> Result<(), NameError> {
     if name.starts_with(DELIMITER) {
         return Err(NameError::Invalid("names are relative"));
     }
+    if name.starts_with('#') {
+        return Err(NameError::Invalid("'#' starts a namespace, not a name"));
+    }
     for level in name.split(DELIMITER) {
         if level.is_empty() {
             return Err(NameError::Invalid("empty hierarchy level"));
@@ -211,8 +216,8 @@ fn check_name(name: &str) -> Result<(), NameError> {
         if level == "." || level == ".." {
             return Err(NameError::Invalid("'.' and '..' are not names"));
         }
-        if level.starts_with('~') || level.starts_with('#') {
-            return Err(NameError::Invalid("a level must not start with '~' or '#'"));
+        if level.starts_with('~') {
+            return Err(NameError::Invalid("a level must not start with '~'"));
         }
         if level.contains(['*', '%']) {
             return Err(NameError::Invalid("'*' and '%' are LIST wildcards"));
@@ -299,10 +304,12 @@ pub struct ListEntry {
 /// The LIST (or LSUB) answer for `reference`/`pattern` over `mailboxes` (storage names,
 /// `"INBOX"` included when it should be listed; for LSUB the subscribed names).
 ///
-/// Levels above a mailbox that are not mailboxes themselves (`a` for `a/b`) are
-/// reported with `\Noselect` when they match, which is how `%` shows an intermediate
-/// level (RFC 3501 §6.3.8, §6.3.9). Results are sorted, INBOX first. An empty pattern
-/// is the delimiter query ([`is_delimiter_query`]) and gives nothing here.
+/// A level above mailboxes that is not a mailbox itself (`a` for `a/b`) is reported with
+/// `\Noselect` when it matches and some mailbox below it does not: that is how `%`
+/// shows an intermediate level whose children it cannot reach (RFC 3501 §6.3.8, and
+/// the LSUB rule of §6.3.9), while `*`, which reaches the children, lists only real
+/// mailboxes. Results are sorted, INBOX first. An empty pattern is the delimiter query
+/// ([`is_delimiter_query`]) and gives nothing here.
 pub fn list<S: AsRef<str>>(reference: &str, pattern: &str, mailboxes: &[S]) -> Vec<ListEntry> {
     if is_delimiter_query(pattern) {
         return Vec::new();
@@ -322,7 +329,10 @@ pub fn list<S: AsRef<str>>(reference: &str, pattern: &str, mailboxes: &[S]) -> V
     let names: BTreeSet<&str> = all.keys().copied().collect();
     let mut out: Vec<ListEntry> = all
         .iter()
-        .filter(|(name, _)| wildcard_match(&pattern, name))
+        .filter(|&(name, &selectable)| {
+            wildcard_match(&pattern, name)
+                && (selectable || hidden_descendant(&all, name, |n| wildcard_match(&pattern, n)))
+        })
         .map(|(name, &selectable)| ListEntry {
             name: name.to_string(),
             noselect: !selectable,
@@ -331,6 +341,18 @@ pub fn list<S: AsRef<str>>(reference: &str, pattern: &str, mailboxes: &[S]) -> V
         .collect();
     out.sort_by(|a, b| (a.name != INBOX, &a.name).cmp(&(b.name != INBOX, &b.name)));
     out
+}
+
+/// Whether a mailbox below `name` is not matched (so `name` stands in for it).
+fn hidden_descendant(
+    all: &BTreeMap<&str, bool>,
+    name: &str,
+    matched: impl Fn(&str) -> bool,
+) -> bool {
+    let prefix = format!("{name}{DELIMITER}");
+    all.range::<str, _>((std::ops::Bound::Excluded(name), std::ops::Bound::Unbounded))
+        .take_while(|(n, _)| n.starts_with(name))
+        .any(|(n, &selectable)| selectable && n.starts_with(&prefix) && !matched(n))
 }
 
 /// Whether any name in `names` is below `name` (RFC 3348 `\HasChildren`).
@@ -410,6 +432,7 @@ mod tests {
         }
         assert!(wire(&"x".repeat(256)).is_err());
         assert!(wire("a.b/c-d_e f").is_ok());
+        assert_eq!(wire("Projects/#1").as_deref(), Ok("Projects/#1"));
     }
 
     #[test]
@@ -489,11 +512,21 @@ mod tests {
             list("a/", "%", &boxes),
             vec![entry("a/b", true, true), entry("a/x", false, false)]
         );
+        // `*` reaches the mailboxes themselves: no stand-in levels.
         assert_eq!(
             list("", "a/*", &boxes),
+            vec![entry("a/b/c", false, false), entry("a/x", false, false)]
+        );
+        assert_eq!(
+            list("", "*", &boxes).len(),
+            boxes.len() // every mailbox, no `a`, no `a/b`
+        );
+        assert_eq!(
+            list("", "%/%", &boxes),
             vec![
+                entry("Archive/2024", false, false),
+                entry("INBOX/Work", false, false),
                 entry("a/b", true, true),
-                entry("a/b/c", false, false),
                 entry("a/x", false, false),
             ]
         );

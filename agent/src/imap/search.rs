@@ -402,7 +402,7 @@ impl Parsed {
         let mut sent_day = None;
         let mut pos = 0;
         let mut body_start = raw.len();
-        // (name, value start, value end) of the field being collected.
+        // (name start, name end, value start, value end) of the field being collected.
         let mut current: Option<(usize, usize, usize, usize)> = None;
         let mut finish = |cur: Option<(usize, usize, usize, usize)>, fields: &mut Vec<Field>| {
             if let Some((ns, ne, vs, ve)) = cur {
@@ -437,7 +437,14 @@ impl Parsed {
                 }
             } else {
                 finish(current.take(), &mut fields);
+                // A field name is printable ASCII without spaces (RFC 5322 §3.6.8; the
+                // obsolete syntax allows white space before the colon). Anything else,
+                // such as a stray mbox `From ` line, is not a field.
                 current = memchr::memchr(b':', line)
+                    .filter(|&colon| {
+                        let name = line[..colon].trim_ascii_end();
+                        !name.is_empty() && name.iter().all(|b| b.is_ascii_graphic())
+                    })
                     .map(|colon| (pos, pos + colon, pos + colon + 1, end));
             }
             pos = end;
@@ -489,6 +496,19 @@ impl Parsed {
 
 /// An unfolded, RFC 2047-decoded header value.
 fn decode_field(value: &[u8]) -> String {
+    // Most fields have no encoded words: unfold them directly (what mail-parser would
+    // produce), which is several times cheaper than its tokenizer.
+    if memchr::memmem::find(value, b"=?").is_none() {
+        let text = String::from_utf8_lossy(value);
+        let mut out = String::with_capacity(text.len());
+        for line in text.split('\n').map(str::trim).filter(|l| !l.is_empty()) {
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            out.push_str(line);
+        }
+        return out;
+    }
     // mail-parser's unstructured parser ends a value at a line end; give it one.
     let owned;
     let value = if value.ends_with(b"\n") {
@@ -923,6 +943,22 @@ mod tests {
         ));
         assert!(matches(&keys("SEEN")[0], c, &ctx, &mut loader, &mut cache));
         assert_eq!(calls, 1);
+    }
+
+    #[test]
+    fn header_parsing_edge_cases() {
+        let p = Parsed::new(
+            b"From alice@example.com Mon Feb  7 21:52:25 1994\n\
+              Subject : folded\n\tline\nX-No-Body: yes"
+                .to_vec(),
+        );
+        let names: Vec<&str> = p.fields.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["Subject", "X-No-Body"]);
+        assert_eq!(p.fields[0].value, "folded line");
+        assert_eq!(p.fields[1].value, "yes");
+        assert_eq!(p.body_start, p.raw.len());
+        assert!(p.header_contains("subject", "folded line"));
+        assert!(!p.header_contains("from", ""));
     }
 
     #[test]
