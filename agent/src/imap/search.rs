@@ -21,14 +21,15 @@ use mail_parser::parsers::MessageStream;
 use mail_parser::{HeaderValue, MessageParser, PartType};
 
 /// One message as SEARCH sees it without reading it: all of this is in the index.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Candidate {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate<'m> {
     /// Message sequence number in the session's view (1-based).
     pub seq: u32,
     pub uid: u32,
     pub flags: Flags,
-    /// Bit i set: the mailbox's keyword i ([`Context::keywords`]) is set.
-    pub keywords: u64,
+    /// The keywords set on the message (`Index::keyword_names`); compared
+    /// case-insensitively.
+    pub keywords: Vec<&'m str>,
     /// `\Recent` in this session (not in the index: the session decides).
     pub recent: bool,
     /// Internal date, Unix seconds.
@@ -37,14 +38,19 @@ pub struct Candidate {
     pub size: u64,
 }
 
-impl Candidate {
-    /// The candidate for an index record.
-    pub fn from_meta(seq: u32, meta: &MessageMeta, recent: bool) -> Candidate {
+impl<'m> Candidate<'m> {
+    /// The candidate for an index record, given its keyword names.
+    pub fn from_meta(
+        seq: u32,
+        meta: &MessageMeta,
+        keywords: Vec<&'m str>,
+        recent: bool,
+    ) -> Candidate<'m> {
         Candidate {
             seq,
             uid: meta.uid,
             flags: meta.flags,
-            keywords: meta.keywords,
+            keywords,
             recent,
             internal_date: meta.date,
             size: meta.crlf_size(),
@@ -54,13 +60,11 @@ impl Candidate {
 
 /// Mailbox-wide facts a search needs.
 #[derive(Debug, Clone, Copy)]
-pub struct Context<'k> {
+pub struct Context {
     /// What `*` means in a sequence set: the highest sequence number (the message count).
     pub max_seq: u32,
     /// What `*` means in a UID set: the highest UID in the mailbox (not UIDNEXT - 1).
     pub max_uid: u32,
-    /// The mailbox's keyword names, indexed by bit (`Index::keywords`).
-    pub keywords: &'k [String],
 }
 
 /// Fetches a message's text (CRLF line endings, as FETCH BODY[] would send it) by UID.
@@ -111,8 +115,8 @@ impl MessageCache {
 /// keys), in order. The caller maps them to sequence numbers or UIDs.
 pub fn search(
     keys: &[SearchKey<'_>],
-    cands: &[Candidate],
-    ctx: &Context<'_>,
+    cands: &[Candidate<'_>],
+    ctx: &Context,
     loader: &mut dyn Loader,
 ) -> Vec<usize> {
     let keys: Vec<Key<'_>> = keys.iter().map(Key::compile).collect();
@@ -131,8 +135,8 @@ pub fn search(
 /// calls for the same candidate; use a fresh one per candidate.
 pub fn matches(
     key: &SearchKey<'_>,
-    c: &Candidate,
-    ctx: &Context<'_>,
+    c: &Candidate<'_>,
+    ctx: &Context,
     loader: &mut dyn Loader,
     cache: &mut MessageCache,
 ) -> bool {
@@ -264,8 +268,8 @@ impl<'a> Key<'a> {
 
     fn eval(
         &self,
-        c: &Candidate,
-        ctx: &Context<'_>,
+        c: &Candidate<'_>,
+        ctx: &Context,
         loader: &mut dyn Loader,
         cache: &mut MessageCache,
     ) -> bool {
@@ -274,7 +278,7 @@ impl<'a> Key<'a> {
             Key::Flag(f, set) => c.flags.contains(*f) == *set,
             Key::Recent(r) => c.recent == *r,
             Key::New => c.recent && !c.flags.contains(Flags::SEEN),
-            Key::Keyword(k, set) => has_keyword(c, ctx, k) == *set,
+            Key::Keyword(k, set) => has_keyword(c, k) == *set,
             Key::Larger(n) => c.size > *n,
             Key::Smaller(n) => c.size < *n,
             Key::Date(cmp, day) => cmp.test(c.internal_date.div_euclid(86_400), *day),
@@ -317,8 +321,8 @@ impl<'a> Key<'a> {
 /// all pass.
 fn all(
     keys: &[Key<'_>],
-    c: &Candidate,
-    ctx: &Context<'_>,
+    c: &Candidate<'_>,
+    ctx: &Context,
     loader: &mut dyn Loader,
     cache: &mut MessageCache,
 ) -> bool {
@@ -331,13 +335,9 @@ fn all(
             .all(|k| k.eval(c, ctx, loader, cache))
 }
 
-fn has_keyword(c: &Candidate, ctx: &Context<'_>, keyword: &str) -> bool {
+fn has_keyword(c: &Candidate<'_>, keyword: &str) -> bool {
     // Keywords are case-insensitive (RFC 9051 §2.3.2 makes explicit what 3501 implies).
-    ctx.keywords
-        .iter()
-        .take(64)
-        .enumerate()
-        .any(|(i, k)| c.keywords & (1 << i) != 0 && k.eq_ignore_ascii_case(keyword))
+    c.keywords.iter().any(|k| k.eq_ignore_ascii_case(keyword))
 }
 
 /// Whether `value` is in `set`, `*` being `max`; ranges count in either order (`5:2`).
@@ -631,18 +631,19 @@ mod tests {
         Plain body, no MIME.\r\n";
 
     struct Mailbox {
-        cands: Vec<Candidate>,
+        cands: Vec<Candidate<'static>>,
         texts: HashMap<u32, Vec<u8>>,
-        keywords: Vec<String>,
     }
 
     fn mailbox() -> Mailbox {
-        let msgs = [
+        // (uid, text, flags, keywords, recent, internal date)
+        type Msg = (u32, &'static str, Flags, &'static [&'static str], bool, i64);
+        let msgs: [Msg; 4] = [
             (
                 1,
                 M1,
                 Flags::SEEN | Flags::ANSWERED,
-                0b01,
+                &["$Forwarded"],
                 false,
                 760_686_745,
             ),
@@ -650,12 +651,19 @@ mod tests {
                 2,
                 M2,
                 Flags::FLAGGED | Flags::DRAFT,
-                0b10,
+                &["Work"],
                 true,
                 760_746_600,
             ),
-            (5, M3, Flags::DELETED, 0, true, 760_752_000),
-            (7, M4, Flags::SEEN, 0b11, true, 760_924_799),
+            (5, M3, Flags::DELETED, &[], true, 760_752_000),
+            (
+                7,
+                M4,
+                Flags::SEEN,
+                &["$Forwarded", "Work"],
+                true,
+                760_924_799,
+            ),
         ];
         let cands = msgs
             .iter()
@@ -665,7 +673,7 @@ mod tests {
                     seq: i as u32 + 1,
                     uid,
                     flags,
-                    keywords,
+                    keywords: keywords.to_vec(),
                     recent,
                     internal_date: date,
                     size: text.len() as u64,
@@ -676,11 +684,7 @@ mod tests {
             .iter()
             .map(|&(uid, text, ..)| (uid, text.as_bytes().to_vec()))
             .collect();
-        Mailbox {
-            cands,
-            texts,
-            keywords: vec!["$Forwarded".into(), "Work".into()],
-        }
+        Mailbox { cands, texts }
     }
 
     /// Parse a SEARCH query; quoted strings with 8-bit characters (not allowed in IMAP
@@ -713,7 +717,6 @@ mod tests {
         let ctx = Context {
             max_seq: mb.cands.len() as u32,
             max_uid: 7,
-            keywords: &mb.keywords,
         };
         let mut loads = Vec::new();
         let mut loader = |uid: u32| {
@@ -918,7 +921,6 @@ mod tests {
         let ctx = Context {
             max_seq: 4,
             max_uid: 7,
-            keywords: &mb.keywords,
         };
         let mut calls = 0;
         let mut loader = |_uid: u32| {
