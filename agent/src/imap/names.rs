@@ -253,6 +253,8 @@ pub fn canonical_pattern(reference: &str, pattern: &str) -> String {
 /// Whether storage `name` matches LIST `pattern` under `reference`: `*` matches anything,
 /// `%` anything but the delimiter. Case-sensitive except for the `INBOX` level, which
 /// RFC 3501 makes case-insensitive (`LIST "" inbox` and `LIST "" in%` find `INBOX`).
+/// All three arguments may equally be wire (modified UTF-7) strings, as long as they are
+/// all in the same form: the wildcards and the delimiter are ASCII either way.
 pub fn list_matches(reference: &str, pattern: &str, name: &str) -> bool {
     wildcard_match(&canonical_pattern(reference, pattern), name)
 }
