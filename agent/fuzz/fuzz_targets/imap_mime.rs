@@ -50,7 +50,10 @@ fuzz_target!(|data: &[u8]| {
             let p = partial(&bytes, 3, len);
             assert!(p.len() <= usize::from(data.first().copied().unwrap_or(0)));
             // Body sections are slices of the message; HEADER.FIELDS builds new bytes.
-            if matches!(s, Section::Part(_) | Section::Mime(_) | Section::Text(_) | Section::Header(_)) {
+            if matches!(
+                s,
+                Section::Part(_) | Section::Mime(_) | Section::Text(_) | Section::Header(_)
+            ) {
                 assert!(bytes.len() <= data.len());
             }
         }

@@ -178,7 +178,8 @@ impl<'a> Cursor<'a> {
                 while let Some(c) = self.peek() {
                     self.i += 1;
                     match c {
-                        b'\\' => self.i += 1,
+                        // Skip the escaped byte, if there is one.
+                        b'\\' => self.i = (self.i + 1).min(self.s.len()),
                         b'(' => depth += 1,
                         b')' => {
                             depth = depth.saturating_sub(1);
@@ -196,6 +197,7 @@ impl<'a> Cursor<'a> {
     }
 
     fn token(&mut self) -> &'a [u8] {
+        self.i = self.i.min(self.s.len());
         let start = self.i;
         while self.peek().is_some_and(|b| !is_tspecial(b)) {
             self.i += 1;
@@ -551,6 +553,12 @@ mod tests {
         );
         assert_eq!(parse_params(b"text", true).0, None);
         assert_eq!(parse_params(b"", true).0, None);
+        // A backslash ending an unterminated comment (found by the fuzzer).
+        assert_eq!(parse_params(b"(\\", true).0, None);
+        assert_eq!(
+            parse_params(b"a/b; x=(\\", true).1.params,
+            vec![(b"x".to_vec(), Vec::new())]
+        );
     }
 
     #[test]
