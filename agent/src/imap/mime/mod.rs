@@ -12,6 +12,10 @@
 //!   data }` with the bytes of `section(msg, s)` (then `partial`) as a literal; a section
 //!   that does not exist (`None`) is answered with the empty string, as Dovecot does.
 //! - RFC822.HEADER / RFC822.TEXT are `Section::Header(None)` / `Section::Text(None)`.
+//!
+//! Section bytes are returned as they are; an IMAP literal cannot hold NUL, so the caller
+//! must deal with a message containing NUL (e.g. `Literal8` after BINARY, or replace it)
+//! before building `Literal`. ENVELOPE and BODYSTRUCTURE strings already have NULs dropped.
 
 mod envelope;
 mod parse;
