@@ -108,7 +108,7 @@ assert ok(M.search(None, "SEEN")) == [b"1"]
 assert ok(M.search(None, "UNSEEN")) == [b"2 3"]
 assert ok(M.search(None, "KEYWORD", "$Important")) == [b"2"]
 assert ok(M.search(None, "SUBJECT", "m3")) == [b"3"]
-assert ok(M.search(None, "BODY", "body of m2")) == [b"2"]
+assert ok(M.search(None, "BODY", '"body of m2"')) == [b"2"]
 assert ok(M.search(None, "OR", "ANSWERED", "SEEN")) == [b"1 3"]
 assert ok(M.uid("SEARCH", None, "UID", "2:*")) == [b"2 3"]
 typ, data = M.search("KOI8-R", "ALL")
@@ -124,13 +124,13 @@ assert any(n.endswith(b'"/" Archive') for n in names), names
 assert any(n.endswith(b'"/" Entw&APw-rfe') for n in names), names
 assert any(b"\\Noselect" in n and n.endswith(b'"/" Work') for n in names), names
 assert any(n.endswith(b'"/" Work/Projects') for n in names), names
-assert len(ok(M.list("", "%"))) == 4, ok(M.list("", "%"))
+assert len(ok(M.list('""', "%"))) == 4, ok(M.list('""', "%"))
 ok(M.subscribe("Archive"))
 assert ok(M.lsub()) == [b'(\\Noinferiors) "/" Archive'], ok(M.lsub())
 ok(M.unsubscribe("Archive"))
 assert ok(M.lsub()) == [None]
 ok(M.rename("Work/Projects", "Work/Done"))
-assert any(n.endswith(b'"/" Work/Done') for n in ok(M.list("", "Work/*")))
+assert any(n.endswith(b'"/" Work/Done') for n in ok(M.list('""', "Work/*")))
 typ, data = M.select("Nope"); assert typ == "NO", data
 ok(M.select("INBOX"))
 
@@ -156,7 +156,7 @@ typ, data = M.uid("EXPUNGE", "2")
 assert typ == "OK", (typ, data)
 assert ok(M.search(None, "ALL")) == [b"1"], "UID EXPUNGE removed only UID 2"
 ok(M.expunge())
-assert ok(M.search(None, "ALL")) == [None]
+assert ok(M.search(None, "ALL")) in ([None], [b""])
 ok(M.select("Archive"))
 typ, data = M._simple_command("UNSELECT"); assert typ == "OK"
 ok(M.select("Archive", readonly=True))
@@ -166,13 +166,13 @@ ok(M.delete("Entw&APw-rfe"))
 typ, data = M.delete("Work"); assert typ == "NO", "a level with children"
 ok(M.delete("Work/Done")); ok(M.delete("Work"))
 typ, data = M.delete("INBOX"); assert typ == "NO"
-ok(M.logout())
+assert M.logout()[0] == "BYE"
 
 # Implicit TLS and AUTHENTICATE PLAIN.
 S = imaplib.IMAP4_SSL(host, 2993, ssl_context=ctx)
 ok(S.authenticate("PLAIN", lambda _: b"\0bob\0bob-pw"))
 ok(S.select())
-ok(S.logout())
+assert S.logout()[0] == "BYE"
 print("ok")
 "#;
 

@@ -53,7 +53,9 @@ def uids_flags(M):
     for d in data:
         if d is None: continue
         d = d if isinstance(d, bytes) else d[0]
-        uid = int(re.search(rb"UID (\d+)", d).group(1))
+        m = re.search(rb"UID (\d+)", d)
+        if m is None: continue   # an earlier unsolicited FLAGS update, not our answer
+        uid = int(m.group(1))
         flags = sorted(f for f in re.search(rb"FLAGS \(([^)]*)\)", d).group(1).split() if f != b"\\Recent")
         out[uid] = flags
     return out
@@ -63,7 +65,7 @@ def mids(M, uids):
     typ, data = M.uid("FETCH", ",".join(map(str, uids)), "(BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")
     out = {}
     for d in data:
-        if isinstance(d, tuple):
+        if isinstance(d, tuple) and re.search(rb"UID (\d+)", d[0]):
             uid = int(re.search(rb"UID (\d+)", d[0]).group(1))
             out[uid] = re.search(rb"<([^>]*)>", d[1]).group(1).decode()
     return out
@@ -126,10 +128,16 @@ print("ok", len(values), copies)
 #[test]
 fn four_sessions_on_two_hosts_agree_at_every_checkpoint() {
     let mut lab = Lab::new(2, "");
-    lab.edit_config("allow_plaintext_auth = false", "allow_plaintext_auth = true");
+    lab.edit_config(
+        "allow_plaintext_auth = false",
+        "allow_plaintext_auth = true",
+    );
     lab.start(0, &[]);
     lab.start(1, &[]);
     let seed = std::process::id().to_string();
-    let out = python(SCRIPT, &[&lab.ips[0].to_string(), &lab.ips[1].to_string(), &seed]);
+    let out = python(
+        SCRIPT,
+        &[&lab.ips[0].to_string(), &lab.ips[1].to_string(), &seed],
+    );
     assert!(out.starts_with("ok "), "{out}");
 }

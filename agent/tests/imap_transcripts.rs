@@ -20,12 +20,16 @@ fn glob(pattern: &str, text: &str) -> bool {
     let mut rest = text;
     for (i, part) in parts.iter().enumerate() {
         if i == 0 {
-            let Some(r) = rest.strip_prefix(part) else { return false };
+            let Some(r) = rest.strip_prefix(part) else {
+                return false;
+            };
             rest = r;
         } else if i == parts.len() - 1 {
             return rest.ends_with(part);
         } else {
-            let Some(at) = rest.find(part) else { return false };
+            let Some(at) = rest.find(part) else {
+                return false;
+            };
             rest = &rest[at + part.len()..];
         }
     }
@@ -55,22 +59,41 @@ fn parse(text: &str) -> Vec<Step> {
             let body: String = lines.iter().map(|l| format!("{l}\r\n")).collect();
             let step = steps.last_mut().unwrap();
             let cmd = String::from_utf8(std::mem::take(&mut step.send)).unwrap();
-            let cmd = cmd.trim_end().replace("{+}", &format!("{{{}+}}", body.len()));
+            let cmd = cmd
+                .trim_end()
+                .replace("{+}", &format!("{{{}+}}", body.len()));
             step.send = format!("{cmd}\r\n{body}\r\n").into_bytes();
         }
     };
     for (n, line) in text.lines().enumerate() {
         if let Some(c) = line.strip_prefix("C: ") {
             flush_literal(&mut steps, &mut literal);
-            steps.push(Step { line: n + 1, send: format!("{c}\r\n").into_bytes(), expect: Vec::new() });
+            steps.push(Step {
+                line: n + 1,
+                send: format!("{c}\r\n").into_bytes(),
+                expect: Vec::new(),
+            });
             if c.ends_with("{+}") {
                 literal = Some(Vec::new());
             }
-        } else if let Some(l) = line.strip_prefix("L: ").or(if line == "L:" { Some("") } else { None }) {
-            literal.as_mut().expect("L: without a literal command").push(l.to_string());
-        } else if let Some(s) = line.strip_prefix("S: ").or(if line == "S:" { Some("") } else { None }) {
+        } else if let Some(l) =
+            line.strip_prefix("L: ")
+                .or(if line == "L:" { Some("") } else { None })
+        {
+            literal
+                .as_mut()
+                .expect("L: without a literal command")
+                .push(l.to_string());
+        } else if let Some(s) =
+            line.strip_prefix("S: ")
+                .or(if line == "S:" { Some("") } else { None })
+        {
             flush_literal(&mut steps, &mut literal);
-            steps.last_mut().expect("S: before C:").expect.push(s.to_string());
+            steps
+                .last_mut()
+                .expect("S: before C:")
+                .expect
+                .push(s.to_string());
         }
     }
     flush_literal(&mut steps, &mut literal);
@@ -78,9 +101,15 @@ fn parse(text: &str) -> Vec<Step> {
 }
 
 fn replay(lab: &Lab, file: &str) {
-    let text = std::fs::read_to_string(format!("{}/tests/transcripts/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let text = std::fs::read_to_string(format!(
+        "{}/tests/transcripts/{file}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
     let stream = TcpStream::connect(lab.addr(0, IMAP)).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let mut writer = stream.try_clone().unwrap();
     let mut reader = BufReader::new(stream);
     let mut greeting = String::new();
@@ -96,7 +125,10 @@ fn replay(lab: &Lab, file: &str) {
                 glob(want, got),
                 "{file} line {}: after {:?}\n  want S: {want}\n  got  S: {got}",
                 step.line,
-                String::from_utf8_lossy(&step.send).lines().next().unwrap_or("")
+                String::from_utf8_lossy(&step.send)
+                    .lines()
+                    .next()
+                    .unwrap_or("")
             );
         }
     }
@@ -105,7 +137,10 @@ fn replay(lab: &Lab, file: &str) {
 #[test]
 fn rfc3501_examples() {
     let mut lab = Lab::new(1, "");
-    lab.edit_config("allow_plaintext_auth = false", "allow_plaintext_auth = true");
+    lab.edit_config(
+        "allow_plaintext_auth = false",
+        "allow_plaintext_auth = true",
+    );
     lab.start(0, &[]);
     for tag in ["m1", "m2", "m3"] {
         let (mut raw, _) = Raw::connect(lab.addr(0, SMTP));

@@ -386,7 +386,7 @@ impl Session {
             },
             CommandBody::Select { mailbox, .. } => self.select(&tag, &mailbox, false),
             CommandBody::Examine { mailbox, .. } => self.select(&tag, &mailbox, true),
-            CommandBody::Create { mailbox } => self.folder_op(&tag, &mailbox, |f, n| f.create(n)),
+            CommandBody::Create { mailbox } => self.create(&tag, &mailbox),
             CommandBody::Delete { mailbox } => self.delete(&tag, &mailbox),
             CommandBody::Rename { from, to } => self.rename(&tag, &from, &to),
             CommandBody::Subscribe { mailbox } => {
@@ -639,6 +639,32 @@ impl Session {
         let folders = Folders::new(&self.ctx.spool, self.user());
         match op(&folders, &name) {
             Ok(()) => Reply::one(status(Some(tag), Kind::Ok, None, "Completed")),
+            Err(e) => Reply::one(folder_no(tag, &e)),
+        }
+    }
+
+    /// CREATE; a trailing delimiter makes a hierarchy level (RFC 3501 §6.3.3).
+    fn create(&mut self, tag: &Tag<'_>, mailbox: &Mailbox<'_>) -> Reply {
+        let wire: &[u8] = match mailbox {
+            Mailbox::Inbox => b"INBOX",
+            Mailbox::Other(o) => o.inner().as_ref(),
+        };
+        let level = wire.len() > 1 && wire.ends_with(b"/");
+        let name = match names::decode_name(wire.strip_suffix(b"/").unwrap_or(wire)) {
+            Ok(n) => n,
+            Err(_) => {
+                return Reply::one(status(
+                    Some(tag),
+                    Kind::No,
+                    Some(code("CANNOT")),
+                    "Invalid mailbox name",
+                ))
+            }
+        };
+        let name = if level { format!("{name}/") } else { name };
+        let folders = Folders::new(&self.ctx.spool, self.user());
+        match folders.create(&name) {
+            Ok(()) => Reply::one(status(Some(tag), Kind::Ok, None, "CREATE completed")),
             Err(e) => Reply::one(folder_no(tag, &e)),
         }
     }
