@@ -13,6 +13,7 @@ pub mod health;
 pub mod imap;
 pub mod lda;
 pub mod limits;
+pub mod pop3;
 pub mod relay;
 pub mod run;
 pub mod shutdown;

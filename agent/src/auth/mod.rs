@@ -77,6 +77,54 @@ pub fn from_config(config: &ClusterConfig) -> Result<Directory, AuthSetupError> 
     Ok(Directory::new(backend, aliases, domains))
 }
 
+/// Outcome of [`login`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginOutcome {
+    /// The canonical spool user name.
+    Ok(String),
+    /// Wrong login or password.
+    Failed,
+    /// Refused without checking: too many recent failures from this client or user.
+    Limited,
+    /// The directory could not answer.
+    Unavailable,
+}
+
+/// Check a login the way every protocol does: the failed-login limiter first, then the
+/// directory; records the outcome in the limiter, the log and
+/// `hamail_auth_failures_total{reason}`.
+pub async fn login(
+    directory: &Directory,
+    limiter: &LoginLimiter,
+    peer: std::net::IpAddr,
+    login: &str,
+    password: &str,
+) -> LoginOutcome {
+    if limiter.check(peer, login).is_err() {
+        metrics::counter!("hamail_auth_failures_total", "reason" => "rate_limited").increment(1);
+        tracing::warn!(%peer, login, "login refused: too many failures");
+        return LoginOutcome::Limited;
+    }
+    match directory.verify(login, password).await {
+        Ok(Some(user)) => {
+            limiter.success(peer, login);
+            tracing::info!(%peer, login, user = %user, "authenticated");
+            LoginOutcome::Ok(user)
+        }
+        Ok(None) => {
+            limiter.failure(peer, login);
+            metrics::counter!("hamail_auth_failures_total", "reason" => "invalid").increment(1);
+            tracing::warn!(%peer, login, "authentication failed");
+            LoginOutcome::Failed
+        }
+        Err(e) => {
+            metrics::counter!("hamail_auth_failures_total", "reason" => "unavailable").increment(1);
+            tracing::warn!(%peer, login, error = %e, "authentication backend unavailable");
+            LoginOutcome::Unavailable
+        }
+    }
+}
+
 /// Whether `domain` is one of `domains` (case-insensitive, a trailing dot allowed), the
 /// same rule as `ClusterConfig::is_local_domain`.
 pub(crate) fn is_local_domain(domains: &[String], domain: &str) -> bool {

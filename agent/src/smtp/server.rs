@@ -247,28 +247,12 @@ async fn authenticate(
     login: &str,
     password: &str,
 ) -> AuthOutcome {
-    if ctx.limiter.check(peer.ip(), login).is_err() {
-        metrics::counter!("hamail_auth_failures_total", "reason" => "rate_limited").increment(1);
-        warn!(%peer, login, "login refused: too many failures");
-        return AuthOutcome::Limited;
-    }
-    match ctx.directory.verify(login, password).await {
-        Ok(Some(user)) => {
-            ctx.limiter.success(peer.ip(), login);
-            info!(%peer, login, user = %user, "authenticated");
-            AuthOutcome::Ok(user)
-        }
-        Ok(None) => {
-            ctx.limiter.failure(peer.ip(), login);
-            metrics::counter!("hamail_auth_failures_total", "reason" => "invalid").increment(1);
-            warn!(%peer, login, "authentication failed");
-            AuthOutcome::Failed
-        }
-        Err(e) => {
-            metrics::counter!("hamail_auth_failures_total", "reason" => "unavailable").increment(1);
-            warn!(%peer, login, error = %e, "authentication backend unavailable");
-            AuthOutcome::Unavailable
-        }
+    use crate::auth::LoginOutcome;
+    match crate::auth::login(&ctx.directory, &ctx.limiter, peer.ip(), login, password).await {
+        LoginOutcome::Ok(user) => AuthOutcome::Ok(user),
+        LoginOutcome::Failed => AuthOutcome::Failed,
+        LoginOutcome::Limited => AuthOutcome::Limited,
+        LoginOutcome::Unavailable => AuthOutcome::Unavailable,
     }
 }
 
