@@ -21,6 +21,8 @@ pub const SMTP: u16 = 2525;
 pub const SUBMISSION: u16 = 2587;
 pub const SUBMISSIONS: u16 = 2465;
 pub const HEALTH: u16 = 2080;
+pub const POP3: u16 = 2110;
+pub const POP3S: u16 = 2995;
 
 pub const USERS: &[(&str, &str)] = &[
     ("alice", "alice-pw"),
@@ -103,7 +105,7 @@ stale_after_secs = 30
         let _ = names;
         if !extra.contains("[listeners]") {
             text.push_str(&format!(
-                "\n[listeners]\nsmtp = {SMTP}\nsubmission = {SUBMISSION}\nsubmissions = {SUBMISSIONS}\nhealth = {HEALTH}\nimap = 0\nimaps = 0\npop3 = 0\npop3s = 0\n"
+                "\n[listeners]\nsmtp = {SMTP}\nsubmission = {SUBMISSION}\nsubmissions = {SUBMISSIONS}\nhealth = {HEALTH}\nimap = 0\nimaps = 0\npop3 = {POP3}\npop3s = {POP3S}\n"
             ));
         }
         text.push_str(extra);
