@@ -351,3 +351,45 @@ fn idle_timeout_long_lines_bad_commands_and_shutdown() {
     assert_eq!(c.line(), "");
     assert!(lab.wait_exit(0, Duration::from_secs(20)).success());
 }
+
+#[test]
+fn sessions_per_user_and_failed_login_limit() {
+    let mut lab = Lab::new(1, "\n[limits]\nmax_sessions_per_user = 1\n");
+    lab.edit_config(
+        "allow_plaintext_auth = false",
+        "allow_plaintext_auth = true",
+    );
+    lab.start(0, &[]);
+
+    let mut a = Line::connect(&lab);
+    assert!(a.cmd(b"USER alice\r\n").starts_with("+OK"));
+    assert!(a
+        .cmd(b"PASS alice-pw\r\n")
+        .starts_with("+OK maildrop has 0 messages"));
+    let mut b = Line::connect(&lab);
+    assert!(b.cmd(b"USER alice\r\n").starts_with("+OK"));
+    assert!(b
+        .cmd(b"PASS alice-pw\r\n")
+        .starts_with("-ERR [SYS/TEMP] too many sessions"));
+    assert!(a.cmd(b"QUIT\r\n").starts_with("+OK"));
+    assert_eq!(a.line(), "");
+    // The slot is free again once the other session ended.
+    assert!(wait_for(Duration::from_secs(5), || {
+        b.cmd(b"USER alice\r\n").starts_with("+OK")
+            && b.cmd(b"PASS alice-pw\r\n").starts_with("+OK")
+    }));
+
+    // Five failures for bob, then even the right password is refused and the session ends.
+    let mut c = Line::connect(&lab);
+    for _ in 0..5 {
+        assert!(c.cmd(b"USER bob\r\n").starts_with("+OK"));
+        assert!(c
+            .cmd(b"PASS nope\r\n")
+            .starts_with("-ERR [AUTH] authentication failed"));
+    }
+    assert!(c.cmd(b"USER bob\r\n").starts_with("+OK"));
+    assert!(c
+        .cmd(b"PASS bob-pw\r\n")
+        .starts_with("-ERR [AUTH] too many failed logins"));
+    assert_eq!(c.line(), "");
+}

@@ -392,6 +392,8 @@ impl Session {
 
     /// A line longer than the limit was skipped.
     pub fn line_too_long(&mut self) -> Action {
+        // Also ends a SASL exchange: the next line must not be taken as its response.
+        self.set_sasl(false);
         self.error("line too long")
     }
 

@@ -506,3 +506,14 @@ fn command_labels_are_bounded() {
     assert_eq!(command_label(b"\xff\xfe garbage"), "unknown");
     assert_eq!(unique_id(1, 0xabc), "0000000100000abc");
 }
+
+#[test]
+fn a_too_long_sasl_response_ends_the_exchange() {
+    let mut w = world(true, false);
+    w.transcript("C: AUTH PLAIN\nS: +");
+    assert!(w.s.in_auth());
+    let action = w.s.line_too_long();
+    assert_eq!(w.resolve(action), "-ERR line too long");
+    assert!(!w.s.in_auth());
+    w.transcript("C: CAPA\nS: +OK Capability list follows");
+}
