@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hamail_storage::index::Flags;
 use hamail_storage::{Spool, StorageError};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
@@ -333,8 +334,11 @@ pub async fn fetch_message(spool: &Spool, user: &str, fetch: Fetch) -> Result<Ve
         if index.uidvalidity != fetch.uidvalidity {
             return Ok(None);
         }
-        let found = match index.visible().find(|m| m.uid == fetch.uid) {
-            Some(m) if m.crlf_size() == fetch.size => read.read_message(m).map(Some),
+        // By binary search (large maildrops); a hidden pseudo message is never served.
+        let found = match index.by_uid(fetch.uid) {
+            Some(m) if !m.flags.contains(Flags::HIDDEN) && m.crlf_size() == fetch.size => {
+                read.read_message(m).map(Some)
+            }
             _ => Ok(None),
         };
         found
