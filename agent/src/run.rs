@@ -13,7 +13,8 @@ use tracing::{info, warn};
 
 use crate::auth::LoginLimiter;
 use crate::health::HealthContext;
-use crate::limits::ConnLimits;
+use crate::limits::{ConnLimits, UserSessions};
+use crate::pop3::server::Pop3Context;
 use crate::smtp::server::SmtpContext;
 use crate::smtp::{Kind, Settings};
 
@@ -58,11 +59,13 @@ pub async fn run(config: Arc<ClusterConfig>, host_name: &str) -> anyhow::Result<
         spool.clone(),
         shutdown.clone(),
     );
-    let user_sessions = crate::limits::UserSessions::new(config.limits.max_sessions_per_user);
+    // One failed-login limiter for every protocol: guessing over POP3 counts for SMTP too.
+    let limiter = Arc::new(LoginLimiter::new());
+    let user_sessions = UserSessions::new(config.limits.max_sessions_per_user);
     let ctx = Arc::new(SmtpContext {
         spool: spool.clone(),
         directory: directory.clone(),
-        limiter: Arc::new(LoginLimiter::new()),
+        limiter: limiter.clone(),
         tls,
         limits: limits.clone(),
         primary_domain: config.cluster.domains.first().cloned().unwrap_or_default(),
@@ -106,7 +109,7 @@ pub async fn run(config: Arc<ClusterConfig>, host_name: &str) -> anyhow::Result<
     let imap_ctx = Arc::new(crate::imap::session::ImapContext {
         spool: spool.clone(),
         directory: directory.clone(),
-        limiter: ctx.limiter.clone(),
+        limiter: limiter.clone(),
         tls: ctx.tls.clone(),
         limits: limits.clone(),
         user_sessions: user_sessions.clone(),
@@ -129,6 +132,38 @@ pub async fn run(config: Arc<ClusterConfig>, host_name: &str) -> anyhow::Result<
         tokio::spawn(crate::imap::server::serve(
             listener,
             imap_ctx.clone(),
+            implicit_tls,
+            shutdown.clone(),
+        ));
+    }
+    let pop3 = Arc::new(Pop3Context {
+        spool: spool.clone(),
+        directory: directory.clone(),
+        limiter: limiter.clone(),
+        tls: ctx.tls.clone(),
+        limits: limits.clone(),
+        user_sessions: user_sessions.clone(),
+        idle_timeout: Duration::from_secs(config.limits.pop3_idle_timeout_secs),
+    });
+    for (name, port, implicit_tls) in [("pop3", l.pop3, false), ("pop3s", l.pop3s, true)] {
+        if port == 0 {
+            continue;
+        }
+        let addr = SocketAddr::new(host.address, port);
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding {name} on {addr}"))?;
+        let settings = Arc::new(crate::pop3::Settings {
+            hostname: fqdn.clone(),
+            tls_available: pop3.tls.is_some(),
+            allow_plaintext_auth: config.tls.as_ref().is_none_or(|t| t.allow_plaintext_auth),
+        });
+        health.set_listener(name, true);
+        info!(listener = name, %addr, "listening");
+        tokio::spawn(crate::pop3::server::serve(
+            listener,
+            settings,
+            pop3.clone(),
             implicit_tls,
             shutdown.clone(),
         ));

@@ -67,7 +67,7 @@ impl std::fmt::Debug for ImapContext {
 pub enum State {
     NotAuthenticated,
     Authenticated,
-    Selected(View),
+    Selected(Box<View>),
     Logout,
 }
 
@@ -606,7 +606,7 @@ impl Session {
         };
         out.push(status(Some(tag), Kind::Ok, Some(c), text));
         drop(rs);
-        self.state = State::Selected(view);
+        self.state = State::Selected(Box::new(view));
         Reply {
             responses: out,
             close: false,

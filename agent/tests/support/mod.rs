@@ -23,6 +23,8 @@ pub const SUBMISSIONS: u16 = 2465;
 pub const HEALTH: u16 = 2080;
 pub const IMAP: u16 = 2143;
 pub const IMAPS: u16 = 2993;
+pub const POP3: u16 = 2110;
+pub const POP3S: u16 = 2995;
 
 pub const USERS: &[(&str, &str)] = &[
     ("alice", "alice-pw"),
@@ -105,7 +107,17 @@ stale_after_secs = 30
         let _ = names;
         if !extra.contains("[listeners]") {
             text.push_str(&format!(
-                "\n[listeners]\nsmtp = {SMTP}\nsubmission = {SUBMISSION}\nsubmissions = {SUBMISSIONS}\nhealth = {HEALTH}\nimap = {IMAP}\nimaps = {IMAPS}\npop3 = 0\npop3s = 0\n"
+                "
+[listeners]
+smtp = {SMTP}
+submission = {SUBMISSION}
+submissions = {SUBMISSIONS}
+health = {HEALTH}
+imap = {IMAP}
+imaps = {IMAPS}
+pop3 = {POP3}
+pop3s = {POP3S}
+"
             ));
         }
         text.push_str(extra);
