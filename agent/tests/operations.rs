@@ -125,7 +125,8 @@ fn deliver(lab: &Lab, args: &[&str], input: &[u8]) -> (i32, String) {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(input).unwrap();
+    // The agent may exit (usage error, unknown user) before reading all of stdin.
+    let _ = child.stdin.take().unwrap().write_all(input);
     let out = child.wait_with_output().unwrap();
     (
         out.status.code().unwrap_or(-1),
