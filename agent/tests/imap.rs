@@ -261,3 +261,101 @@ fn two_hosts_see_one_mailbox_and_idle_reports_new_mail() {
         .len()
         == 2));
 }
+
+/// Read IMAP lines until one starts with `prefix`; returns all lines read.
+fn read_until(raw: &mut Raw, prefix: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    loop {
+        let (code, text) = raw.reply();
+        if code == 0 && text.is_empty() {
+            return lines;
+        }
+        let done = text.starts_with(prefix);
+        lines.push(text);
+        if done {
+            return lines;
+        }
+    }
+}
+
+#[test]
+fn limits_bad_input_and_autologout() {
+    let mut lab = Lab::new(
+        1,
+        "\n[limits]\nmax_message_size = 1000\nimap_idle_timeout_secs = 2\n",
+    );
+    lab.edit_config(
+        "allow_plaintext_auth = false",
+        "allow_plaintext_auth = true",
+    );
+    lab.start(0, &[]);
+    let (mut raw, _) = Raw::connect(lab.addr(0, IMAP));
+    // Garbage and unknown commands: BAD, and the session goes on.
+    raw.send(b"a1 FROBNICATE\r\n");
+    assert!(read_until(&mut raw, "a1 ")
+        .last()
+        .unwrap()
+        .starts_with("a1 BAD"));
+    raw.send(b"\x00\xff garbage\r\n");
+    let last = read_until(&mut raw, "* BAD").pop().unwrap();
+    assert!(last.starts_with("* BAD"), "{last}");
+    raw.send(b"a2 LOGIN alice alice-pw\r\n");
+    assert!(read_until(&mut raw, "a2 ")
+        .last()
+        .unwrap()
+        .starts_with("a2 OK"));
+    // A literal over the limit is refused before the client sends it.
+    raw.send(b"a3 APPEND INBOX {5000}\r\n");
+    let last = read_until(&mut raw, "a3 ").pop().unwrap();
+    assert!(last.starts_with("a3 BAD [TOOBIG]"), "{last}");
+    // A synchronizing literal within the limit gets its continuation.
+    raw.send(b"a4 APPEND INBOX {14}\r\n");
+    let (_, cont) = raw.reply();
+    assert!(cont.starts_with("+ "), "{cont}");
+    raw.send(b"Subject: x\r\n\r\n\r\n");
+    assert!(read_until(&mut raw, "a4 ")
+        .last()
+        .unwrap()
+        .starts_with("a4 OK [APPENDUID"));
+    assert_eq!(lab.messages("alice").len(), 1);
+    // A line without end: the connection is closed, memory stays bounded.
+    raw.send(&vec![b'x'; 200_000]);
+    // The server says BYE and closes; with our unread bytes still in its socket buffer the
+    // kernel may turn the close into a reset that swallows the BYE, so either is fine.
+    let lines = read_until(&mut raw, "* BYE");
+    assert!(
+        lines.last().is_none_or(|l| l.contains("TOOBIG")),
+        "{lines:?}"
+    );
+    assert!(raw.closed());
+    assert_eq!(
+        Raw::connect(lab.addr(0, IMAP)).1,
+        0,
+        "the agent still serves"
+    );
+    // Idle for longer than the autologout timer.
+    let (mut idle, _) = Raw::connect(lab.addr(0, IMAP));
+    std::thread::sleep(Duration::from_millis(2500));
+    let (_, text) = idle.reply();
+    assert!(text.starts_with("* BYE"), "{text}");
+}
+
+#[test]
+fn starttls_discards_pipelined_plaintext() {
+    let mut lab = Lab::new(1, "");
+    lab.start(0, &[]);
+    let script = r#"
+import socket, ssl, sys
+s = socket.create_connection((sys.argv[1], 2143)); f = s.makefile("rb")
+assert f.readline().startswith(b"* OK")
+s.sendall(b"a1 STARTTLS\r\na2 LOGIN alice alice-pw\r\n")
+assert f.readline().startswith(b"a1 OK")
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+t = ctx.wrap_socket(s, server_hostname="localhost"); tf = t.makefile("rb")
+t.sendall(b"a3 NOOP\r\n")
+line = tf.readline()
+assert line.startswith(b"a3 OK"), line   # no answer to the injected a2 LOGIN
+print("ok")
+"#;
+    assert_eq!(python(script, &[&lab.ips[0].to_string()]).trim(), "ok");
+}

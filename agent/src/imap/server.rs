@@ -105,6 +105,11 @@ struct Loop {
     ctx: Arc<ImapContext>,
     peer: SocketAddr,
     shutdown: Shutdown,
+    /// Bytes received since the fragmentizer last completed a fragment, and how many may
+    /// come before one must complete: a command line, or an announced literal plus the
+    /// rest of its line. Keeps a client that never sends CRLF from filling memory.
+    pending: usize,
+    allowance: usize,
 }
 
 /// What the fragmentizer produced next.
@@ -128,6 +133,8 @@ impl Loop {
             ctx,
             peer,
             shutdown,
+            pending: 0,
+            allowance: MAX_COMMAND_TEXT as usize,
         }
     }
 
@@ -156,7 +163,10 @@ impl Loop {
             .queue(&GreetingCodec::default().encode(&greeting).dump());
         loop {
             match self.next_message(true).await? {
-                Next::Closed => return Ok(()),
+                Next::Closed => {
+                    self.conn.shutdown().await;
+                    return Ok(());
+                }
                 Next::Message => {}
             }
             let decoded = self.frag.decode_message(&CommandCodec::default());
@@ -177,7 +187,7 @@ impl Loop {
             metrics::counter!("hamail_imap_commands_total", "command" => command.body.name())
                 .increment(1);
             if !self.dispatch(command).await? {
-                self.conn.flush().await.ok();
+                self.conn.shutdown().await;
                 return Ok(());
             }
         }
@@ -215,6 +225,20 @@ impl Loop {
                         self.conn.flush().await?;
                     }
                 }
+                Some(FragmentInfo::Line { start, end, .. })
+                    if end - start > MAX_COMMAND_TEXT as usize =>
+                {
+                    // A command line (not a literal) this long is an attack or a bug; the
+                    // fragmentizer keeps framing, we drop the command.
+                    let tag = self.frag.decode_tag().map(|t| t.into_static());
+                    self.frag.skip_message();
+                    self.send(&status(
+                        tag.as_ref(),
+                        Kind::Bad,
+                        Some(code("TOOBIG")),
+                        "Command line too long",
+                    ));
+                }
                 Some(_) => {
                     if self.frag.is_message_complete() {
                         if self.frag.is_max_message_size_exceeded() {
@@ -246,7 +270,14 @@ impl Loop {
                         self.conn.read_chunk(timeout).await
                     };
                     match chunk {
-                        Ok(bytes) => self.frag.enqueue_bytes(&bytes),
+                        Ok(bytes) => {
+                            self.pending += bytes.len();
+                            if self.pending > self.allowance {
+                                self.conn.queue(b"* BYE [TOOBIG] Line too long\r\n");
+                                return Ok(Next::Closed);
+                            }
+                            self.frag.enqueue_bytes(&bytes);
+                        }
                         Err(ReadError::Timeout) => {
                             self.conn.queue(b"* BYE Autologout; idle for too long\r\n");
                             return Ok(Next::Closed);
