@@ -14,6 +14,7 @@ pub mod health;
 pub mod imap;
 pub mod lda;
 pub mod limits;
+pub mod listener;
 pub mod pop3;
 pub mod relay;
 pub mod run;

@@ -31,44 +31,30 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bytes of command text around literals (a command line is never this long legitimately).
 const MAX_COMMAND_TEXT: u32 = 64 * 1024;
 
+/// Accept connections until shutdown. `implicit_tls` is port 993.
 pub async fn serve(
     listener: TcpListener,
     ctx: Arc<ImapContext>,
     implicit_tls: bool,
-    mut shutdown: Shutdown,
+    shutdown: Shutdown,
 ) {
-    let name = if implicit_tls { "imaps" } else { "imap" };
-    loop {
-        let accepted = tokio::select! {
-            r = listener.accept() => r,
-            _ = shutdown.wait() => break,
-        };
-        let (socket, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                warn!(listener = name, error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        metrics::counter!("hamail_connections_total", "listener" => name).increment(1);
-        let Ok(permit) = ctx.limits.admit(peer.ip()) else {
-            metrics::counter!("hamail_connections_refused_total", "listener" => name).increment(1);
-            if !implicit_tls {
-                tokio::spawn(async move {
-                    let mut conn = Connection::new(Stream::Plain(socket));
-                    conn.queue(b"* BYE [UNAVAILABLE] Too many connections, try again later\r\n");
-                    conn.shutdown().await;
-                });
-            }
-            continue;
-        };
-        let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
-        tokio::spawn(async move {
-            let _permit = permit;
-            handle(socket, peer, ctx, implicit_tls, shutdown).await;
-        });
-    }
+    let this = crate::listener::Listener {
+        name: if implicit_tls { "imaps" } else { "imap" },
+        implicit_tls,
+        refusal: (
+            "* BYE [UNAVAILABLE] Too many connections, try again later\r\n",
+            "* BYE [UNAVAILABLE] Too many connections from your address\r\n",
+        ),
+    };
+    let limits = ctx.limits.clone();
+    crate::listener::accept_loop(
+        listener,
+        this,
+        limits,
+        shutdown.clone(),
+        move |socket, peer| handle(socket, peer, ctx.clone(), implicit_tls, shutdown.clone()),
+    )
+    .await;
 }
 
 async fn handle(
@@ -78,7 +64,6 @@ async fn handle(
     implicit_tls: bool,
     shutdown: Shutdown,
 ) {
-    let _ = socket.set_nodelay(true);
     let mut conn = Connection::new(Stream::Plain(socket));
     if implicit_tls {
         let Some(acceptor) = &ctx.tls else { return };

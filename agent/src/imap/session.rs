@@ -497,29 +497,40 @@ impl Session {
         })
     }
 
-    fn select(&mut self, tag: &Tag<'_>, mailbox: &Mailbox<'_>, read_only: bool) -> Reply {
-        // RFC 3501 §6.3.1: a failed SELECT leaves no mailbox selected.
-        self.state = State::Authenticated;
-        let name = match self.mailbox_name(tag, mailbox) {
-            Ok(n) => n,
-            Err(r) => return r,
-        };
+    /// The named mailbox if it exists; otherwise the NO the command must answer
+    /// (`missing`: NONEXISTENT for SELECT/STATUS, TRYCREATE for APPEND/COPY/MOVE).
+    fn existing(
+        &self,
+        tag: &Tag<'_>,
+        mailbox: &Mailbox<'_>,
+        missing: Code<'static>,
+    ) -> Result<(String, hamail_storage::Mailbox), Reply> {
+        let name = self.mailbox_name(tag, mailbox)?;
         let folders = Folders::new(&self.ctx.spool, self.user());
         match folders.exists(&name) {
             Ok(true) => {}
             Ok(false) => {
-                return Reply::one(status(
+                return Err(Reply::one(status(
                     Some(tag),
                     Kind::No,
-                    Some(code("NONEXISTENT")),
+                    Some(missing),
                     "No such mailbox",
-                ))
+                )))
             }
-            Err(e) => return Reply::one(folder_no(tag, &e)),
+            Err(e) => return Err(Reply::one(folder_no(tag, &e))),
         }
-        let mbox = match folders.mailbox(&name) {
-            Ok(m) => m,
-            Err(e) => return Reply::one(folder_no(tag, &e)),
+        let mbox = folders
+            .mailbox(&name)
+            .map_err(|e| Reply::one(folder_no(tag, &e)))?;
+        Ok((name, mbox))
+    }
+
+    fn select(&mut self, tag: &Tag<'_>, mailbox: &Mailbox<'_>, read_only: bool) -> Reply {
+        // RFC 3501 §6.3.1: a failed SELECT leaves no mailbox selected.
+        self.state = State::Authenticated;
+        let (name, mbox) = match self.existing(tag, mailbox, code("NONEXISTENT")) {
+            Ok(found) => found,
+            Err(r) => return r,
         };
         // INBOX exists before its first message: create the empty file.
         if name == "INBOX" && !mbox.exists() {
@@ -809,26 +820,9 @@ impl Session {
         mailbox: &Mailbox<'_>,
         items: &[StatusDataItemName],
     ) -> Reply {
-        let name = match self.mailbox_name(tag, mailbox) {
-            Ok(n) => n,
+        let (name, mbox) = match self.existing(tag, mailbox, code("NONEXISTENT")) {
+            Ok(found) => found,
             Err(r) => return r,
-        };
-        let folders = Folders::new(&self.ctx.spool, self.user());
-        match folders.exists(&name) {
-            Ok(true) => {}
-            Ok(false) => {
-                return Reply::one(status(
-                    Some(tag),
-                    Kind::No,
-                    Some(code("NONEXISTENT")),
-                    "No such mailbox",
-                ))
-            }
-            Err(e) => return Reply::one(folder_no(tag, &e)),
-        }
-        let mbox = match folders.mailbox(&name) {
-            Ok(m) => m,
-            Err(e) => return Reply::one(folder_no(tag, &e)),
         };
         let (messages, unseen, uidnext, uidvalidity, max_uid_recent) = if mbox.exists() {
             match mbox.read() {
@@ -889,26 +883,9 @@ impl Session {
         date: Option<imap_types::datetime::DateTime>,
         message: LiteralOrLiteral8<'_>,
     ) -> Reply {
-        let name = match self.mailbox_name(tag, mailbox) {
-            Ok(n) => n,
+        let (_, mbox) = match self.existing(tag, mailbox, Code::TryCreate) {
+            Ok(found) => found,
             Err(r) => return r,
-        };
-        let folders = Folders::new(&self.ctx.spool, self.user());
-        match folders.exists(&name) {
-            Ok(true) => {}
-            Ok(false) => {
-                return Reply::one(status(
-                    Some(tag),
-                    Kind::No,
-                    Some(Code::TryCreate),
-                    "No such mailbox; create it first",
-                ))
-            }
-            Err(e) => return Reply::one(folder_no(tag, &e)),
-        }
-        let mbox = match folders.mailbox(&name) {
-            Ok(m) => m,
-            Err(e) => return Reply::one(folder_no(tag, &e)),
         };
         let bytes = match &message {
             LiteralOrLiteral8::Literal(l) => l.data(),
@@ -1200,26 +1177,9 @@ impl Session {
         uid: bool,
         moving: bool,
     ) -> Reply {
-        let name = match self.mailbox_name(tag, mailbox) {
-            Ok(n) => n,
+        let (_, dest) = match self.existing(tag, mailbox, Code::TryCreate) {
+            Ok(found) => found,
             Err(r) => return r,
-        };
-        let folders = Folders::new(&self.ctx.spool, self.user());
-        match folders.exists(&name) {
-            Ok(true) => {}
-            Ok(false) => {
-                return Reply::one(status(
-                    Some(tag),
-                    Kind::No,
-                    Some(Code::TryCreate),
-                    "No such mailbox",
-                ))
-            }
-            Err(e) => return Reply::one(folder_no(tag, &e)),
-        }
-        let dest = match folders.mailbox(&name) {
-            Ok(m) => m,
-            Err(e) => return Reply::one(folder_no(tag, &e)),
         };
         let State::Selected(view) = &mut self.state else {
             return Reply::default();

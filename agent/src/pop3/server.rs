@@ -15,11 +15,11 @@ use tracing::{debug, info, warn};
 
 use super::session::{
     command_label, Action, AuthOutcome, CommitError, Fetch, FetchError, Maildrop, MaildropError,
-    Reply, Session, Settings,
+    Session, Settings,
 };
 use crate::auth::{Directory, LoginLimiter, LoginOutcome};
 use crate::conn::{Connection, ReadError, Stream};
-use crate::limits::{ConnLimits, Refused, UserPermit, UserSessions};
+use crate::limits::{ConnLimits, UserPermit, UserSessions};
 use crate::shutdown::Shutdown;
 
 /// RFC 2449 §4 allows 255 octets per command; real clients send longer AUTH lines, so
@@ -54,56 +54,35 @@ pub async fn serve(
     settings: Arc<Settings>,
     ctx: Arc<Pop3Context>,
     implicit_tls: bool,
-    mut shutdown: Shutdown,
+    shutdown: Shutdown,
 ) {
-    let name = if implicit_tls { "pop3s" } else { "pop3" };
-    loop {
-        let accepted = tokio::select! {
-            r = listener.accept() => r,
-            _ = shutdown.wait() => break,
-        };
-        let (socket, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                // EMFILE and friends: back off instead of spinning.
-                warn!(listener = name, error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        metrics::counter!("hamail_connections_total", "listener" => name).increment(1);
-        let permit = match ctx.limits.admit(peer.ip()) {
-            Ok(p) => p,
-            Err(why) => {
-                metrics::counter!("hamail_connections_refused_total", "listener" => name)
-                    .increment(1);
-                refuse(socket, peer, why, implicit_tls);
-                continue;
-            }
-        };
-        metrics::counter!("hamail_pop3_sessions_total", "listener" => name).increment(1);
-        let (settings, ctx, shutdown) = (settings.clone(), ctx.clone(), shutdown.clone());
-        tokio::spawn(async move {
-            let _permit = permit;
-            handle(socket, peer, settings, ctx, implicit_tls, shutdown).await;
-        });
-    }
-}
-
-fn refuse(socket: TcpStream, peer: SocketAddr, why: Refused, implicit_tls: bool) {
-    warn!(%peer, ?why, "POP3 connection refused: limit reached");
-    if implicit_tls {
-        return; // a plaintext reply would only confuse a TLS client
-    }
-    tokio::spawn(async move {
-        let mut conn = Connection::new(Stream::Plain(socket));
-        let text = match why {
-            Refused::Total => "[SYS/TEMP] too many connections, try again later",
-            Refused::PerIp => "[SYS/TEMP] too many connections from your address",
-        };
-        conn.queue(Reply::err(text).wire());
-        conn.shutdown().await;
-    });
+    let this = crate::listener::Listener {
+        name: if implicit_tls { "pop3s" } else { "pop3" },
+        implicit_tls,
+        refusal: (
+            "-ERR [SYS/TEMP] too many connections, try again later\r\n",
+            "-ERR [SYS/TEMP] too many connections from your address\r\n",
+        ),
+    };
+    let limits = ctx.limits.clone();
+    crate::listener::accept_loop(
+        listener,
+        this,
+        limits,
+        shutdown.clone(),
+        move |socket, peer| {
+            metrics::counter!("hamail_pop3_sessions_total", "listener" => this.name).increment(1);
+            handle(
+                socket,
+                peer,
+                settings.clone(),
+                ctx.clone(),
+                implicit_tls,
+                shutdown.clone(),
+            )
+        },
+    )
+    .await;
 }
 
 async fn handle(
@@ -114,7 +93,6 @@ async fn handle(
     implicit_tls: bool,
     shutdown: Shutdown,
 ) {
-    let _ = socket.set_nodelay(true);
     let mut conn = Connection::new(Stream::Plain(socket));
     if implicit_tls {
         let Some(acceptor) = &ctx.tls else { return };

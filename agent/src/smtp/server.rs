@@ -16,7 +16,7 @@ use super::reply::Reply;
 use super::session::{Accepted, Action, AuthOutcome, DeliveryFailure, Lookup, Session, Settings};
 use crate::auth::{Directory, LoginLimiter};
 use crate::conn::{Connection, ReadError, Stream};
-use crate::limits::{ConnLimits, Refused};
+use crate::limits::ConnLimits;
 use crate::shutdown::Shutdown;
 
 /// RFC 5321 §4.5.3.1.4/5: command lines up to 512 octets, but AUTH (RFC 4954 §4) and
@@ -55,59 +55,38 @@ pub async fn serve(
     settings: Arc<Settings>,
     ctx: Arc<SmtpContext>,
     implicit_tls: bool,
-    mut shutdown: Shutdown,
+    shutdown: Shutdown,
 ) {
-    let name = if implicit_tls {
-        "submissions"
-    } else {
-        settings.kind.name()
+    let this = crate::listener::Listener {
+        name: if implicit_tls {
+            "submissions"
+        } else {
+            settings.kind.name()
+        },
+        implicit_tls,
+        refusal: (
+            "421 4.7.0 Too many connections, try again later\r\n",
+            "421 4.7.0 Too many connections from your address\r\n",
+        ),
     };
-    loop {
-        let accepted = tokio::select! {
-            r = listener.accept() => r,
-            _ = shutdown.wait() => break,
-        };
-        let (socket, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                // EMFILE and friends: back off instead of spinning.
-                warn!(listener = name, error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        metrics::counter!("hamail_connections_total", "listener" => name).increment(1);
-        let permit = match ctx.limits.admit(peer.ip()) {
-            Ok(p) => p,
-            Err(why) => {
-                metrics::counter!("hamail_connections_refused_total", "listener" => name)
-                    .increment(1);
-                refuse(socket, peer, why, implicit_tls);
-                continue;
-            }
-        };
-        let (settings, ctx, shutdown) = (settings.clone(), ctx.clone(), shutdown.clone());
-        tokio::spawn(async move {
-            let _permit = permit;
-            handle(socket, peer, settings, ctx, implicit_tls, shutdown).await;
-        });
-    }
-}
-
-fn refuse(socket: TcpStream, peer: SocketAddr, why: Refused, implicit_tls: bool) {
-    warn!(%peer, ?why, "connection refused: limit reached");
-    if implicit_tls {
-        return; // a plaintext reply would only confuse a TLS client
-    }
-    tokio::spawn(async move {
-        let mut conn = Connection::new(Stream::Plain(socket));
-        let text = match why {
-            Refused::Total => "Too many connections, try again later",
-            Refused::PerIp => "Too many connections from your address",
-        };
-        conn.queue(Reply::new(421, "4.7.0", text).wire());
-        conn.shutdown().await;
-    });
+    let limits = ctx.limits.clone();
+    crate::listener::accept_loop(
+        listener,
+        this,
+        limits,
+        shutdown.clone(),
+        move |socket, peer| {
+            handle(
+                socket,
+                peer,
+                settings.clone(),
+                ctx.clone(),
+                implicit_tls,
+                shutdown.clone(),
+            )
+        },
+    )
+    .await;
 }
 
 async fn handle(
@@ -118,7 +97,6 @@ async fn handle(
     implicit_tls: bool,
     shutdown: Shutdown,
 ) {
-    let _ = socket.set_nodelay(true);
     let mut conn = Connection::new(Stream::Plain(socket));
     if implicit_tls {
         let Some(acceptor) = &ctx.tls else { return };
