@@ -945,6 +945,9 @@ impl Session {
         let mut missing = false;
         let set_seen = plan.sets_seen && !view.read_only;
         let result = (|| -> Result<(), StorageError> {
+            // \Seen is set first under the write lock, which is let go before the
+            // (possibly long) reading, so deliveries are not held up by a big FETCH.
+            let mut changed = Vec::new();
             if set_seen {
                 let mut ws = view.mailbox.write()?;
                 let changes: Vec<(u32, Flags, Vec<String>)> = targets
@@ -963,18 +966,13 @@ impl Session {
                 if !changes.is_empty() {
                     ws.set_flags(&changes)?;
                 }
-                let changed: Vec<u32> = changes.iter().map(|c| c.0).collect();
-                missing = emit_fetch(view, &plan, &targets, ws.index(), &changed, &mut out, |m| {
-                    ws.read_message(m)
-                })?;
-                sync(view, ws.index(), uid, &mut out)
-            } else {
-                let rs = view.mailbox.read()?;
-                missing = emit_fetch(view, &plan, &targets, rs.index(), &[], &mut out, |m| {
-                    rs.read_message(m)
-                })?;
-                sync(view, rs.index(), uid, &mut out)
+                changed = changes.iter().map(|c| c.0).collect();
             }
+            let rs = view.mailbox.read()?;
+            missing = emit_fetch(view, &plan, &targets, rs.index(), &changed, &mut out, |m| {
+                rs.read_message(m)
+            })?;
+            sync(view, rs.index(), uid, &mut out)
         })();
         finish(tag, out, result, missing, "FETCH completed")
     }
