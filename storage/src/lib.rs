@@ -24,6 +24,6 @@ pub mod spool;
 pub use error::{Result, StorageError};
 pub use index::{Flags, MessageMeta};
 pub use lock::LockOptions;
-pub use mbox::{Mailbox, NewMessage};
+pub use mbox::{IndexCache, Mailbox, NewMessage};
 pub use queue::{Queue, QueueEntry};
 pub use spool::Spool;

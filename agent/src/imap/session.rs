@@ -472,7 +472,7 @@ impl Session {
         let State::Selected(view) = &mut self.state else {
             return Reply::default();
         };
-        match view.mailbox.read() {
+        match view.read() {
             Ok(rs) => {
                 if view.sync(rs.index(), Expunges::Announce, &mut out).is_err() {
                     return validity_changed();
@@ -968,7 +968,7 @@ impl Session {
                 }
                 changed = changes.iter().map(|c| c.0).collect();
             }
-            let rs = view.mailbox.read()?;
+            let rs = view.read()?;
             missing = emit_fetch(view, &plan, &targets, rs.index(), &changed, &mut out, |m| {
                 rs.read_message(m)
             })?;
@@ -1117,7 +1117,7 @@ impl Session {
         };
         let mut out = Vec::new();
         let result = (|| -> Result<(), StorageError> {
-            let rs = view.mailbox.read()?;
+            let rs = view.read()?;
             let index = rs.index();
             let metas: Vec<_> = view
                 .uids
@@ -1196,7 +1196,7 @@ impl Session {
         let result = (|| -> Result<(), StorageError> {
             // Read, let go, then append: never two mailbox locks at once.
             let (msgs, src_uids) = {
-                let rs = view.mailbox.read()?;
+                let rs = view.read()?;
                 let mut msgs = Vec::new();
                 let mut uids = Vec::new();
                 for (_, u) in &targets {
@@ -1234,7 +1234,7 @@ impl Session {
                     return Err(validity_error());
                 }
             } else {
-                let rs = view.mailbox.read()?;
+                let rs = view.read()?;
                 sync(view, rs.index(), uid, &mut out)?;
             }
             Ok(())

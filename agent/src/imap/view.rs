@@ -46,6 +46,8 @@ pub struct View {
     /// responses during FETCH, STORE and SEARCH).
     ghosts: HashSet<u32>,
     lock: LockOptions,
+    /// The index as last read: reused while the file is unchanged.
+    cache: Option<hamail_storage::IndexCache>,
 }
 
 /// Whether this command may announce expunges.
@@ -78,6 +80,7 @@ impl View {
             recent: HashSet::new(),
             ghosts: HashSet::new(),
             lock,
+            cache: None,
         };
         let max = index.visible().map(|m| m.uid).max().unwrap_or(0);
         let first_recent = view.recent_from(max)?;
@@ -89,6 +92,11 @@ impl View {
             }
         }
         Ok(view)
+    }
+
+    /// Open the mailbox for reading, reusing the index read last time if unchanged.
+    pub fn read(&mut self) -> Result<hamail_storage::mbox::ReadSession, StorageError> {
+        self.mailbox.read_cached(&mut self.cache)
     }
 
     pub fn exists(&self) -> u32 {

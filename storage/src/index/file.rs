@@ -160,6 +160,25 @@ impl Index {
         Index::decode(&data, path).map(Some)
     }
 
+    /// The header block of the index file and the file's identity, without the records:
+    /// enough to tell whether an index read earlier is still current (every change
+    /// rewrites the header with a new generation; expunge replaces the file).
+    pub fn load_header(path: &Path) -> Result<Option<(Vec<u8>, u64)>> {
+        use std::os::unix::fs::MetadataExt;
+        let file = match File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(StorageError::io(path, e)),
+        };
+        let ino = file.metadata().at(path)?.ino();
+        let mut header = vec![0u8; HEADER];
+        match file.read_exact_at(&mut header, 0) {
+            Ok(()) => Ok(Some((header, ino))),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
+            Err(e) => Err(StorageError::io(path, e)),
+        }
+    }
+
     /// Decode an index from bytes (for tools and fuzzing).
     pub fn decode_bytes(data: &[u8]) -> Result<Index> {
         Index::decode(data, Path::new("<bytes>"))

@@ -19,6 +19,7 @@ mod pending;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::error::{IoContext, Result, StorageError};
 use crate::index::{self, Flags, Index, MboxStat, MessageMeta, Validity};
@@ -152,6 +153,14 @@ impl Mailbox {
 
     /// Lock for reading. `NoSuchMailbox` if the mbox does not exist.
     pub fn read(&self) -> Result<ReadSession> {
+        self.read_cached(&mut None)
+    }
+
+    /// [`Mailbox::read`] for a session that reads the same mailbox again and again (IMAP):
+    /// if the index file is unchanged since `cache` was filled (same header bytes, same
+    /// file), the decoded index is reused instead of read and decoded again, which makes
+    /// a command on a large mailbox cost a header read instead of the whole index.
+    pub fn read_cached(&self, cache: &mut Option<IndexCache>) -> Result<ReadSession> {
         // An index just brought up to date under the write lock: reused if nothing
         // changed between releasing that lock and taking the read lock.
         let mut repaired: Option<Index> = None;
@@ -160,18 +169,20 @@ impl Mailbox {
             if intent::read(&self.intent_path())?.is_none() {
                 let stat = MboxStat::of(lock.file(), &self.mbox)?;
                 let loaded = match repaired.take() {
-                    Some(idx) => Some(idx),
-                    None => Index::load(&self.index_path()).ok().flatten(),
+                    Some(idx) => Some(Arc::new(idx)),
+                    None => self.load_index(cache),
                 };
-                if let Some(mut idx) = loaded {
+                if let Some(idx) = loaded {
                     match index::sync::check(&idx, lock.file(), &stat, &self.mbox)? {
                         Validity::Valid => return Ok(ReadSession::new(self, lock, idx)),
                         Validity::Extend => {
                             // Deterministic: the next writer assigns the same UIDs.
+                            let mut idx = Arc::unwrap_or_clone(idx);
                             index::sync::extend(&mut idx, lock.file(), &stat, &self.mbox)?;
-                            return Ok(ReadSession::new(self, lock, idx));
+                            *cache = None;
+                            return Ok(ReadSession::new(self, lock, Arc::new(idx)));
                         }
-                        Validity::Rebuild => {}
+                        Validity::Rebuild => *cache = None,
                     }
                 }
             }
@@ -182,6 +193,25 @@ impl Mailbox {
         Err(StorageError::LockTimeout {
             path: self.mbox.clone(),
         })
+    }
+
+    /// The index from `cache` if the file still has the same header, else from disk
+    /// (refilling `cache`). `None` if there is no usable index file.
+    fn load_index(&self, cache: &mut Option<IndexCache>) -> Option<Arc<Index>> {
+        let path = self.index_path();
+        let (header, ino) = Index::load_header(&path).ok().flatten()?;
+        if let Some(c) = cache.as_ref() {
+            if c.ino == ino && c.header == header {
+                return Some(c.index.clone());
+            }
+        }
+        let index = Arc::new(Index::load(&path).ok().flatten()?);
+        *cache = Some(IndexCache {
+            header,
+            ino,
+            index: index.clone(),
+        });
+        Some(index)
     }
 
     /// Deliver `msgs` durably: when this returns Ok, they are fsynced in the mailbox and
@@ -204,16 +234,24 @@ fn read_message(file: &File, path: &Path, m: &MessageMeta) -> Result<Vec<u8>> {
     Ok(format::decode(&body, Some(m.size)))
 }
 
+/// A decoded index kept between read sessions (see [`Mailbox::read_cached`]).
+#[derive(Debug, Clone)]
+pub struct IndexCache {
+    header: Vec<u8>,
+    ino: u64,
+    index: Arc<Index>,
+}
+
 /// A mailbox under a shared read lock with a validated index.
 #[derive(Debug)]
 pub struct ReadSession {
     lock: ReadLock,
-    index: Index,
+    index: Arc<Index>,
     path: PathBuf,
 }
 
 impl ReadSession {
-    fn new(mailbox: &Mailbox, lock: ReadLock, index: Index) -> Self {
+    fn new(mailbox: &Mailbox, lock: ReadLock, index: Arc<Index>) -> Self {
         ReadSession {
             lock,
             index,
@@ -301,7 +339,10 @@ impl WriteSession {
             self.index.set_flags(pos, Flags(flags.0 | hidden), bits);
         }
         let path = self.mailbox.index_path();
-        self.index.save(&path, true)
+        // Flags are not fsynced (as in Dovecot's default): a power cut may lose the last
+        // flag changes, never a message, and readers on other hosts see the change
+        // anyway (the file is closed after writing, which flushes it on NFS).
+        self.index.save(&path, false)
     }
 
     /// Append under the lock already held (also takes pending appends of others along).
