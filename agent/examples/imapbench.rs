@@ -192,7 +192,7 @@ async fn run(lab: &mut Lab, plan: Plan) -> Result<()> {
         .iter()
         .map(|&s| vec![s.shared_user(); plan.clients])
         .collect();
-    let spread_runs = mixed_runs(lab, &spread, plan, "10 users").await?;
+    let spread_runs = mixed_runs(lab, &spread, plan, &format!("{} users", plan.clients)).await?;
     let shared_runs = mixed_runs(lab, &shared, plan, "1 user").await?;
 
     let report = Report {
@@ -411,7 +411,7 @@ async fn mixed_client(mut c: Imap, seed: u64, deadline: Instant) -> Result<(Mixe
                 }
                 3 => c.command_status("SEARCH UNSEEN").await?,
                 4 => c.command_status("NOOP").await?,
-                _ if round % 10 == 0 => c.append_status("INBOX", &append).await?,
+                _ if round.is_multiple_of(10) => c.append_status("INBOX", &append).await?,
                 _ => continue,
             };
             end = Instant::now();
@@ -575,7 +575,10 @@ impl Report {
         );
         println!("mixed ops: SELECT, FETCH r BODY.PEEK[], STORE r +FLAGS (\\Seen), SEARCH UNSEEN,");
         println!("          NOOP, APPEND of 1 KB every 10th round; p99: per-command latency");
-        for (name, runs) in [("10 users", &self.spread), ("1 user", &self.shared)] {
+        for (name, runs) in [
+            ("one user per client", &self.spread),
+            ("1 user", &self.shared),
+        ] {
             let failed: Vec<usize> = runs
                 .iter()
                 .map(|r| r.iter().map(|m| m.failed).sum())
@@ -945,7 +948,7 @@ fn message(rng: &mut fastrand::Rng, words: &[String], i: usize, date: i64) -> Ve
         format::rfc5322(date),
         rng.u32(..)
     );
-    let text_len = target.saturating_sub(m.len() + 200) / if i % 5 == 0 { 2 } else { 1 };
+    let text_len = target.saturating_sub(m.len() + 200) / if i.is_multiple_of(5) { 2 } else { 1 };
     let text = paragraphs(rng, words, text_len.max(200), i % 100 == 42);
     match i % 5 {
         0 => {
