@@ -359,3 +359,25 @@ print("ok")
 "#;
     assert_eq!(python(script, &[&lab.ips[0].to_string()]).trim(), "ok");
 }
+
+/// The line-length guard counts bytes per command, not per connection: a long session
+/// of small commands (here 90 KB of pipelined NOOPs) is never cut off.
+#[test]
+fn many_small_commands_are_not_a_long_line() {
+    let mut lab = Lab::new(1, "");
+    lab.edit_config(
+        "allow_plaintext_auth = false",
+        "allow_plaintext_auth = true",
+    );
+    lab.start(0, &[]);
+    let (mut raw, _) = Raw::connect(lab.addr(0, IMAP));
+    let mut batch = String::new();
+    for i in 0..8000 {
+        batch.push_str(&format!("n{i} NOOP\r\n"));
+    }
+    assert!(batch.len() > 80_000);
+    raw.send(batch.as_bytes());
+    let lines = read_until(&mut raw, "n7999 ");
+    assert_eq!(lines.len(), 8000, "{:?}", lines.last());
+    assert!(lines.iter().all(|l| l.contains(" OK ")));
+}

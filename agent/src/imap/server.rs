@@ -182,11 +182,17 @@ impl Loop {
     /// announcements on the way. `idle_ok`: a shutdown may end the wait.
     async fn next_message(&mut self, idle_ok: bool) -> Result<Next, ReadError> {
         loop {
-            match self.frag.progress() {
+            let progress = self.frag.progress();
+            if progress.is_some() {
+                self.pending = 0;
+                self.allowance = MAX_COMMAND_TEXT as usize;
+            }
+            match progress {
                 Some(FragmentInfo::Line {
                     announcement: Some(LiteralAnnouncement { mode, length }),
                     ..
                 }) => {
+                    self.allowance = (length as usize).saturating_add(MAX_COMMAND_TEXT as usize);
                     if length > self.ctx.max_literal {
                         let tag = self.frag.decode_tag().map(|t| t.into_static());
                         match tag {
@@ -258,6 +264,7 @@ impl Loop {
                         Ok(bytes) => {
                             self.pending += bytes.len();
                             if self.pending > self.allowance {
+                                debug!(peer = %self.peer, pending = self.pending, allowance = self.allowance, "line too long, closing");
                                 self.conn.queue(b"* BYE [TOOBIG] Line too long\r\n");
                                 return Ok(Next::Closed);
                             }
@@ -307,6 +314,7 @@ impl Loop {
         })
         .await;
         let Ok((session, reply)) = joined else {
+            warn!(peer = %self.peer, "IMAP command task failed");
             self.send(&status(
                 Some(&tag),
                 Kind::No,
@@ -317,6 +325,9 @@ impl Loop {
         };
         self.session = Some(session);
         self.send_all(&reply);
+        if reply.close {
+            debug!(peer = %self.peer, "session closed by the command");
+        }
         Ok(!reply.close)
     }
 
