@@ -538,12 +538,15 @@ impl Session {
                 return Reply::one(storage_no(tag, &e));
             }
         }
-        let rs = match mbox.read() {
+        // The index read here stays with the view, so the next command on an unchanged
+        // mailbox reads only the index header.
+        let mut cache = None;
+        let rs = match mbox.read_cached(&mut cache) {
             Ok(rs) => rs,
             Err(e) => return Reply::one(storage_no(tag, &e)),
         };
         let index = rs.index();
-        let view = match View::open(
+        let mut view = match View::open(
             mbox.clone(),
             name,
             read_only,
@@ -617,6 +620,7 @@ impl Session {
         };
         out.push(status(Some(tag), Kind::Ok, Some(c), text));
         drop(rs);
+        view.keep_cache(cache);
         self.state = State::Selected(Box::new(view));
         Reply {
             responses: out,

@@ -48,6 +48,30 @@ pub struct View {
     lock: LockOptions,
     /// The index as last read: reused while the file is unchanged.
     cache: Option<hamail_storage::IndexCache>,
+    /// The index state the client was last brought up to date with: when the next
+    /// index has the same stamp, nothing changed and `sync` is O(1).
+    synced: Option<Stamp>,
+}
+
+/// What identifies an index state: every change bumps the generation or replaces the
+/// file (and with it the message count or the mbox size).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    uidvalidity: u32,
+    generation: u64,
+    messages: usize,
+    covered: u64,
+}
+
+impl Stamp {
+    fn of(index: &Index) -> Stamp {
+        Stamp {
+            uidvalidity: index.uidvalidity,
+            generation: index.generation,
+            messages: index.messages.len(),
+            covered: index.covered(),
+        }
+    }
 }
 
 /// Whether this command may announce expunges.
@@ -81,6 +105,7 @@ impl View {
             ghosts: HashSet::new(),
             lock,
             cache: None,
+            synced: Some(Stamp::of(index)),
         };
         let max = index.visible().map(|m| m.uid).max().unwrap_or(0);
         let first_recent = view.recent_from(max)?;
@@ -92,6 +117,11 @@ impl View {
             }
         }
         Ok(view)
+    }
+
+    /// Start from the index that SELECT read.
+    pub fn keep_cache(&mut self, cache: Option<hamail_storage::IndexCache>) {
+        self.cache = cache;
     }
 
     /// Open the mailbox for reading, reusing the index read last time if unchanged.
@@ -122,6 +152,7 @@ impl View {
 
     /// The client now knows these flags for `uid` (after a FETCH FLAGS we sent).
     pub fn set_known(&mut self, uid: u32, flags: Flags, keywords: Vec<String>) {
+        // Our own change: the next sync must compare (the stamp moved anyway).
         if let Ok(i) = self.uids.binary_search(&uid) {
             self.known[i] = Known { flags, keywords };
         }
@@ -136,6 +167,10 @@ impl View {
     ) -> Result<(), ValidityChanged> {
         if index.uidvalidity != self.uidvalidity {
             return Err(ValidityChanged);
+        }
+        let stamp = Stamp::of(index);
+        if self.synced == Some(stamp) && self.ghosts.is_empty() {
+            return Ok(());
         }
         // Flag changes first, with the sequence numbers the client has now.
         let mut gone = Vec::new();
@@ -199,6 +234,7 @@ impl View {
             out.push(Response::Data(Data::Exists(self.exists())));
             out.push(Response::Data(Data::Recent(self.recent_count())));
         }
+        self.synced = Some(stamp);
         Ok(())
     }
 
