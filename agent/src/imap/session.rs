@@ -1299,6 +1299,8 @@ fn emit_fetch(
     let wants_flags = plan
         .items
         .contains(&imap_types::fetch::MessageDataItemName::Flags);
+    // FETCH 1:* BODY[] on a big mailbox: membership must not be a linear scan.
+    let seen_set: std::collections::HashSet<u32> = seen_set.iter().copied().collect();
     for (seq, u) in targets {
         let Some(m) = index.by_uid(*u) else {
             missing = true;
