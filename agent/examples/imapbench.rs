@@ -34,8 +34,10 @@
 //! started by `agent/bench/dovecot-peer.sh` (dovecot-imapd installed with apt-get if missing).
 //! Both servers are stopped and the scratch directory removed at the end (kept with `--keep`).
 
+#[path = "benchlib/mod.rs"]
+mod benchlib;
+
 use std::future::Future;
-use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -1169,74 +1171,17 @@ max_sessions_per_user = 100
 
     /// Start the release agent next to this example and wait for `/healthz` = 200.
     fn start_agent(&mut self) -> Result<()> {
-        let exe = std::env::current_exe()?;
-        let agent = exe
-            .parent()
-            .and_then(Path::parent)
-            .context("example path")?
-            .join("hamail-agent");
-        ensure!(
-            agent.exists(),
-            "{} missing: cargo build --release -p hamail-agent --bins",
-            agent.display()
-        );
-        let log = std::fs::File::create(self.dir.join("agent.log"))?;
-        let child = Command::new(&agent)
-            .arg("--config")
-            .arg(self.config())
-            .arg("--host")
-            .arg("host1")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("start {}", agent.display()))?;
-        self.agent = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !self.healthy() {
-            if let Some(status) = self
-                .agent
-                .as_mut()
-                .and_then(|c| c.try_wait().ok())
-                .flatten()
-            {
-                bail!("agent exited: {status}\n{}", self.agent_log());
-            }
-            ensure!(
-                Instant::now() < deadline,
-                "agent not healthy after 20 s\n{}",
-                self.agent_log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.agent = Some(benchlib::start_agent(
+            &self.dir,
+            &self.config(),
+            self.health_port(),
+        )?);
         eprintln!(
             "hamail-agent pid {} on {}",
             self.agent.as_ref().map_or(0, Child::id),
             self.addr(Server::Hamail)
         );
         Ok(())
-    }
-
-    fn agent_log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("agent.log")).unwrap_or_default()
-    }
-
-    fn healthy(&self) -> bool {
-        use std::io::Write;
-        let addr = ([127, 0, 0, 1], self.health_port()).into();
-        let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500))
-        else {
-            return false;
-        };
-        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-        if s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-            .is_err()
-        {
-            return false;
-        }
-        let mut text = String::new();
-        let _ = s.read_to_string(&mut text);
-        text.starts_with("HTTP/1.1 200")
     }
 
     fn start_dovecot(&mut self) -> Result<()> {

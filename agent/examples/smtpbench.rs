@@ -29,6 +29,9 @@
 //! (installed with apt-get if missing). Both servers are stopped and the scratch directory
 //! removed at the end (kept with `--keep`).
 
+#[path = "benchlib/mod.rs"]
+mod benchlib;
+
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::io::AsRawFd;
@@ -706,46 +709,11 @@ max_connections_per_ip = 2000
 
     /// Start the release agent next to this example and wait for `/healthz` = 200.
     fn start_agent(&mut self) -> Result<()> {
-        let exe = std::env::current_exe()?;
-        let agent = exe
-            .parent()
-            .and_then(Path::parent)
-            .context("example path")?
-            .join("hamail-agent");
-        ensure!(
-            agent.exists(),
-            "{} missing: cargo build --release -p hamail-agent --bins",
-            agent.display()
-        );
-        let log = std::fs::File::create(self.dir.join("agent.log"))?;
-        let child = Command::new(&agent)
-            .arg("--config")
-            .arg(self.config())
-            .arg("--host")
-            .arg("host1")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("start {}", agent.display()))?;
-        self.agent = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !self.healthy() {
-            if let Some(status) = self
-                .agent
-                .as_mut()
-                .and_then(|c| c.try_wait().ok())
-                .flatten()
-            {
-                bail!("agent exited: {status}\n{}", self.agent_log());
-            }
-            ensure!(
-                Instant::now() < deadline,
-                "agent not healthy after 20 s\n{}",
-                self.agent_log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.agent = Some(benchlib::start_agent(
+            &self.dir,
+            &self.config(),
+            self.health_port(),
+        )?);
         eprintln!(
             "hamail-agent pid {} on {}",
             self.agent_pid()?,
@@ -756,28 +724,6 @@ max_connections_per_ip = 2000
 
     fn agent_pid(&self) -> Result<u32> {
         Ok(self.agent.as_ref().context("agent not running")?.id())
-    }
-
-    fn agent_log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("agent.log")).unwrap_or_default()
-    }
-
-    fn healthy(&self) -> bool {
-        use std::io::Write;
-        let addr = ([127, 0, 0, 1], self.health_port()).into();
-        let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500))
-        else {
-            return false;
-        };
-        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-        if s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-            .is_err()
-        {
-            return false;
-        }
-        let mut text = String::new();
-        let _ = s.read_to_string(&mut text);
-        text.starts_with("HTTP/1.1 200")
     }
 
     fn start_postfix(&mut self) -> Result<()> {
