@@ -165,6 +165,63 @@ pub fn internal_date(unix: i64) -> DateTime {
     DateTime::try_from(t).unwrap_or_else(|_| DateTime::unvalidated(epoch))
 }
 
+/// `* seq FETCH (UID n FLAGS (...) RFC822.SIZE n)` for a plan of only those items, in
+/// their requested order, byte for byte what the encoder would write.
+pub fn write_fast(
+    out: &mut Vec<u8>,
+    seq: u32,
+    uid: u32,
+    meta: &MessageMeta,
+    keywords: &[String],
+    recent: bool,
+    items: &[MessageDataItemName<'_>],
+) {
+    use std::io::Write;
+    let _ = write!(out, "* {seq} FETCH (");
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b' ');
+        }
+        match item {
+            MessageDataItemName::Uid => {
+                let _ = write!(out, "UID {uid}");
+            }
+            MessageDataItemName::Rfc822Size => {
+                let _ = write!(
+                    out,
+                    "RFC822.SIZE {}",
+                    meta.crlf_size().min(u64::from(u32::MAX))
+                );
+            }
+            _ => {
+                out.extend_from_slice(b"FLAGS (");
+                let mut first = true;
+                let mut put = |out: &mut Vec<u8>, name: &str| {
+                    if !first {
+                        out.push(b' ');
+                    }
+                    first = false;
+                    out.extend_from_slice(name.as_bytes());
+                };
+                for name in meta.flags.names() {
+                    put(out, name);
+                }
+                for k in keywords {
+                    // Only what a FLAGS list may carry (imported keywords may not be atoms).
+                    if imap_types::flag::Flag::try_from(k.as_str()).is_ok() {
+                        put(out, k);
+                    }
+                }
+                if recent {
+                    put(out, "\\Recent");
+                }
+                out.push(b')');
+            }
+        }
+    }
+    out.extend_from_slice(b")\r\n");
+}
+
 /// The spool's LF form to the CRLF form (bare LF only; existing CRLF is kept).
 pub fn to_crlf(data: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(data.len() + data.len() / 30);
@@ -182,6 +239,56 @@ pub fn to_crlf(data: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fast_fetch_lines_match_the_encoder() {
+        use imap_codec::encode::Encoder;
+        let meta = MessageMeta {
+            uid: 7,
+            flags: Flags::SEEN | Flags::DELETED,
+            keywords: 0,
+            offset: 0,
+            from_len: 10,
+            len: 100,
+            size: 80,
+            date: 0,
+            fp: 0,
+            bare_lf: 4,
+        };
+        let keywords = vec!["$Work".to_string(), "bad keyword".to_string()];
+        for names in [
+            vec![
+                MessageDataItemName::Uid,
+                MessageDataItemName::Flags,
+                MessageDataItemName::Rfc822Size,
+            ],
+            vec![MessageDataItemName::Rfc822Size, MessageDataItemName::Uid],
+            vec![MessageDataItemName::Flags],
+        ] {
+            for recent in [false, true] {
+                let mut fast = Vec::new();
+                write_fast(&mut fast, 3, 7, &meta, &keywords, recent, &names);
+                let plan = Plan {
+                    items: names.clone(),
+                    needs_message: false,
+                    sets_seen: false,
+                };
+                let subject = Subject {
+                    uid: 7,
+                    meta: &meta,
+                    flags: meta.flags,
+                    keywords: &keywords,
+                    recent,
+                };
+                let resp = super::super::view::fetch_response(3, build(&plan, &subject, None));
+                let slow = imap_codec::ResponseCodec::default().encode(&resp).dump();
+                assert_eq!(
+                    String::from_utf8(fast).unwrap(),
+                    String::from_utf8(slow).unwrap()
+                );
+            }
+        }
+    }
 
     #[test]
     fn crlf_conversion() {

@@ -132,6 +132,7 @@ impl Loop {
     }
 
     fn send_all(&mut self, reply: &Reply) {
+        self.conn.queue(&reply.raw);
         for r in &reply.responses {
             self.conn.queue(&encode(r));
         }

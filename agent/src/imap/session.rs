@@ -74,6 +74,8 @@ pub enum State {
 /// What a command produced.
 #[derive(Debug, Default)]
 pub struct Reply {
+    /// Already-encoded responses sent before `responses` (the FETCH fast path).
+    pub raw: Vec<u8>,
     pub responses: Vec<Response<'static>>,
     /// Close the connection after sending (LOGOUT, UIDVALIDITY change).
     pub close: bool,
@@ -82,6 +84,7 @@ pub struct Reply {
 impl Reply {
     fn one(r: Response<'static>) -> Reply {
         Reply {
+            raw: Vec::new(),
             responses: vec![r],
             close: false,
         }
@@ -333,6 +336,7 @@ impl Session {
         let authenticated = !matches!(self.state, State::NotAuthenticated | State::Logout);
         match cmd.body {
             CommandBody::Capability => Reply {
+                raw: Vec::new(),
                 responses: vec![
                     Response::Data(Data::Capability(self.capabilities())),
                     status(Some(&tag), Kind::Ok, None, "CAPABILITY completed"),
@@ -343,6 +347,7 @@ impl Session {
             CommandBody::Logout => {
                 self.state = State::Logout;
                 Reply {
+                    raw: Vec::new(),
                     responses: vec![
                         Response::Status(
                             Status::bye(None, "Logging out".to_string())
@@ -354,6 +359,7 @@ impl Session {
                 }
             }
             CommandBody::Id { .. } => Reply {
+                raw: Vec::new(),
                 responses: vec![
                     Response::Data(Data::Id {
                         parameters: Some(vec![
@@ -370,6 +376,7 @@ impl Session {
             },
             _ if !authenticated => Reply::one(status(Some(&tag), Kind::Bad, None, "Log in first")),
             CommandBody::Namespace => Reply {
+                raw: Vec::new(),
                 responses: vec![
                     Response::Data(Data::Namespace {
                         personal: vec![Namespace {
@@ -481,6 +488,7 @@ impl Session {
             Err(e) => tracing::warn!(error = %e, "poll failed"),
         }
         Reply {
+            raw: Vec::new(),
             responses: out,
             close: false,
         }
@@ -623,6 +631,7 @@ impl Session {
         view.keep_cache(cache);
         self.state = State::Selected(Box::new(view));
         Reply {
+            raw: Vec::new(),
             responses: out,
             close: false,
         }
@@ -813,6 +822,7 @@ impl Session {
             },
         ));
         Reply {
+            raw: Vec::new(),
             responses: out,
             close: false,
         }
@@ -868,6 +878,7 @@ impl Session {
             return Reply::one(status(Some(tag), Kind::No, None, "Invalid mailbox name"));
         };
         Reply {
+            raw: Vec::new(),
             responses: vec![
                 Response::Data(Data::Status {
                     mailbox: mailbox.into_static(),
@@ -944,6 +955,7 @@ impl Session {
             return Reply::default();
         };
         let plan = Plan::new(items, uid);
+        let mut raw = Vec::new();
         let targets = resolve(view, set, uid);
         let mut out = Vec::new();
         let mut missing = false;
@@ -973,12 +985,21 @@ impl Session {
                 changed = changes.iter().map(|c| c.0).collect();
             }
             let rs = view.read()?;
-            missing = emit_fetch(view, &plan, &targets, rs.index(), &changed, &mut out, |m| {
-                rs.read_message(m)
-            })?;
+            missing = emit_fetch(
+                view,
+                &plan,
+                &targets,
+                rs.index(),
+                &changed,
+                &mut out,
+                &mut raw,
+                |m| rs.read_message(m),
+            )?;
             sync(view, rs.index(), uid, &mut out)
         })();
-        finish(tag, out, result, missing, "FETCH completed")
+        let mut reply = finish(tag, out, result, missing, "FETCH completed");
+        reply.raw = raw;
+        reply
     }
 
     fn store(
@@ -1245,6 +1266,7 @@ impl Session {
         })();
         if let Err(e) = &result {
             return Reply {
+                raw: Vec::new(),
                 responses: vec![storage_no(tag, e)],
                 close: false,
             };
@@ -1260,6 +1282,7 @@ impl Session {
             },
         ));
         Reply {
+            raw: Vec::new(),
             responses: out,
             close: false,
         }
@@ -1286,6 +1309,8 @@ fn folder_storage(e: FolderError) -> StorageError {
 }
 
 /// FETCH responses for `targets`; true if some were expunged meanwhile.
+// The FETCH inputs (view, plan, targets, index, \Seen changes) and its two outputs.
+#[allow(clippy::too_many_arguments)]
 fn emit_fetch(
     view: &mut View,
     plan: &Plan,
@@ -1293,9 +1318,23 @@ fn emit_fetch(
     index: &Index,
     seen_set: &[u32],
     out: &mut Vec<Response<'static>>,
+    raw: &mut Vec<u8>,
     mut read: impl FnMut(&hamail_storage::MessageMeta) -> Result<Vec<u8>, StorageError>,
 ) -> Result<bool, StorageError> {
     let mut missing = false;
+    // The request every client uses to resynchronise (`FETCH 1:* (UID FLAGS
+    // RFC822.SIZE)`) is written straight to the output: thousands of imap-types values
+    // and their encoder would otherwise dominate its cost.
+    let fast = !plan.needs_message
+        && seen_set.is_empty()
+        && plan.items.iter().all(|i| {
+            matches!(
+                i,
+                imap_types::fetch::MessageDataItemName::Uid
+                    | imap_types::fetch::MessageDataItemName::Flags
+                    | imap_types::fetch::MessageDataItemName::Rfc822Size
+            )
+        });
     let wants_flags = plan
         .items
         .contains(&imap_types::fetch::MessageDataItemName::Flags);
@@ -1307,6 +1346,13 @@ fn emit_fetch(
             continue;
         };
         let keywords = keyword_names(index, m.keywords);
+        if fast {
+            fetch::write_fast(raw, *seq, *u, m, &keywords, view.is_recent(*u), &plan.items);
+            if wants_flags {
+                view.set_known(*u, m.flags, keywords);
+            }
+            continue;
+        }
         let message = if plan.needs_message {
             Some(fetch::to_crlf(&read(m)?))
         } else {
@@ -1359,6 +1405,7 @@ fn validity_error() -> StorageError {
 
 fn validity_changed() -> Reply {
     Reply {
+        raw: Vec::new(),
         responses: vec![Response::Status(
             Status::bye(
                 None,
@@ -1391,6 +1438,7 @@ fn finish(
         Err(e) => {
             out.push(storage_no(tag, &e));
             return Reply {
+                raw: Vec::new(),
                 responses: out,
                 close: false,
             };
@@ -1408,6 +1456,7 @@ fn finish(
         out.push(status(Some(tag), Kind::Ok, None, text));
     }
     Reply {
+        raw: Vec::new(),
         responses: out,
         close: false,
     }
