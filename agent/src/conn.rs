@@ -250,3 +250,25 @@ impl Connection {
         Ok(chunk)
     }
 }
+
+/// How long a client may take for the TLS handshake.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Connection {
+    /// A new connection on an accepted socket; on an implicit-TLS port (`tls` given) the
+    /// handshake is done first. `None` if it fails (logged at debug).
+    pub async fn open(
+        socket: TcpStream,
+        peer: std::net::SocketAddr,
+        tls: Option<&TlsAcceptor>,
+    ) -> Option<Connection> {
+        let mut conn = Connection::new(Stream::Plain(socket));
+        if let Some(acceptor) = tls {
+            if let Err(e) = conn.upgrade(acceptor, TLS_HANDSHAKE_TIMEOUT).await {
+                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                return None;
+            }
+        }
+        Some(conn)
+    }
+}

@@ -83,10 +83,7 @@ pub async fn run(config: Arc<ClusterConfig>, host_name: &str) -> anyhow::Result<
         if port == 0 {
             continue;
         }
-        let addr = SocketAddr::new(host.address, port);
-        let listener = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("binding {name} on {addr}"))?;
+        let listener = bind(&health, name, SocketAddr::new(host.address, port)).await?;
         let settings = Arc::new(Settings {
             kind,
             hostname: fqdn.clone(),
@@ -96,8 +93,6 @@ pub async fn run(config: Arc<ClusterConfig>, host_name: &str) -> anyhow::Result<
             max_recipients: config.limits.max_recipients as usize,
             config: config.clone(),
         });
-        health.set_listener(name, true);
-        info!(listener = name, %addr, "listening");
         tokio::spawn(crate::smtp::server::serve(
             listener,
             settings,
@@ -123,12 +118,7 @@ pub async fn run(config: Arc<ClusterConfig>, host_name: &str) -> anyhow::Result<
         if port == 0 {
             continue;
         }
-        let addr = SocketAddr::new(host.address, port);
-        let listener = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("binding {name} on {addr}"))?;
-        health.set_listener(name, true);
-        info!(listener = name, %addr, "listening");
+        let listener = bind(&health, name, SocketAddr::new(host.address, port)).await?;
         tokio::spawn(crate::imap::server::serve(
             listener,
             imap_ctx.clone(),
@@ -149,17 +139,12 @@ pub async fn run(config: Arc<ClusterConfig>, host_name: &str) -> anyhow::Result<
         if port == 0 {
             continue;
         }
-        let addr = SocketAddr::new(host.address, port);
-        let listener = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("binding {name} on {addr}"))?;
+        let listener = bind(&health, name, SocketAddr::new(host.address, port)).await?;
         let settings = Arc::new(crate::pop3::Settings {
             hostname: fqdn.clone(),
             tls_available: pop3.tls.is_some(),
             allow_plaintext_auth: config.tls.as_ref().is_none_or(|t| t.allow_plaintext_auth),
         });
-        health.set_listener(name, true);
-        info!(listener = name, %addr, "listening");
         tokio::spawn(crate::pop3::server::serve(
             listener,
             settings,
@@ -198,6 +183,20 @@ pub async fn run(config: Arc<ClusterConfig>, host_name: &str) -> anyhow::Result<
         );
     }
     Ok(())
+}
+
+/// Bind a protocol listener and mark it up for `/healthz`.
+async fn bind(
+    health: &HealthContext,
+    name: &'static str,
+    addr: SocketAddr,
+) -> anyhow::Result<TcpListener> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {name} on {addr}"))?;
+    health.set_listener(name, true);
+    info!(listener = name, %addr, "listening");
+    Ok(listener)
 }
 
 fn notify_systemd(state: sd_notify::NotifyState) {

@@ -7,7 +7,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use imap_codec::encode::Encoder;
 use imap_codec::fragmentizer::{FragmentInfo, Fragmentizer, LiteralAnnouncement};
@@ -24,10 +23,10 @@ use tracing::{debug, warn};
 
 use super::session::{code, status, ImapContext, Kind, Reply, Session};
 use crate::auth::LoginOutcome;
-use crate::conn::{Connection, ReadError, Stream};
+use crate::conn::{Connection, ReadError};
 use crate::shutdown::Shutdown;
 
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+use crate::conn::TLS_HANDSHAKE_TIMEOUT;
 /// Bytes of command text around literals (a command line is never this long legitimately).
 const MAX_COMMAND_TEXT: u32 = 64 * 1024;
 
@@ -64,14 +63,15 @@ async fn handle(
     implicit_tls: bool,
     shutdown: Shutdown,
 ) {
-    let mut conn = Connection::new(Stream::Plain(socket));
-    if implicit_tls {
+    let tls = if implicit_tls {
         let Some(acceptor) = &ctx.tls else { return };
-        if let Err(e) = conn.upgrade(acceptor, TLS_HANDSHAKE_TIMEOUT).await {
-            debug!(%peer, error = %e, "TLS handshake failed");
-            return;
-        }
-    }
+        Some(acceptor)
+    } else {
+        None
+    };
+    let Some(conn) = Connection::open(socket, peer, tls).await else {
+        return;
+    };
     let session = Session::new(ctx.clone(), conn.is_tls());
     if let Err(e) = Loop::new(conn, session, ctx, peer, shutdown).run().await {
         debug!(%peer, error = %e, "IMAP connection ended");

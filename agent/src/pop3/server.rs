@@ -18,14 +18,14 @@ use super::session::{
     Session, Settings,
 };
 use crate::auth::{Directory, LoginLimiter, LoginOutcome};
-use crate::conn::{Connection, ReadError, Stream};
+use crate::conn::{Connection, ReadError};
 use crate::limits::{ConnLimits, UserPermit, UserSessions};
 use crate::shutdown::Shutdown;
 
 /// RFC 2449 §4 allows 255 octets per command; real clients send longer AUTH lines, so
 /// allow more, but never buffer without bound.
 pub const MAX_COMMAND_LINE: usize = 1024;
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+use crate::conn::TLS_HANDSHAKE_TIMEOUT;
 
 /// Everything the POP3 sessions of one agent share.
 pub struct Pop3Context {
@@ -93,14 +93,15 @@ async fn handle(
     implicit_tls: bool,
     shutdown: Shutdown,
 ) {
-    let mut conn = Connection::new(Stream::Plain(socket));
-    if implicit_tls {
+    let tls = if implicit_tls {
         let Some(acceptor) = &ctx.tls else { return };
-        if let Err(e) = conn.upgrade(acceptor, TLS_HANDSHAKE_TIMEOUT).await {
-            debug!(%peer, error = %e, "TLS handshake failed");
-            return;
-        }
-    }
+        Some(acceptor)
+    } else {
+        None
+    };
+    let Some(mut conn) = Connection::open(socket, peer, tls).await else {
+        return;
+    };
     let session = Session::new(settings, conn.is_tls());
     if let Err(e) = run(&mut conn, session, &ctx, peer, shutdown).await {
         // A dropped connection deletes nothing (RFC 1939 §6: no UPDATE without QUIT).

@@ -15,7 +15,7 @@ use super::data::{DataDecoder, Progress};
 use super::reply::Reply;
 use super::session::{Accepted, Action, AuthOutcome, DeliveryFailure, Lookup, Session, Settings};
 use crate::auth::{Directory, LoginLimiter};
-use crate::conn::{Connection, ReadError, Stream};
+use crate::conn::{Connection, ReadError};
 use crate::limits::ConnLimits;
 use crate::shutdown::Shutdown;
 
@@ -24,7 +24,7 @@ use crate::shutdown::Shutdown;
 pub const MAX_COMMAND_LINE: usize = 4096;
 /// Longest message line kept (RFC 5322 says 998; real mail has longer HTML lines).
 pub const MAX_DATA_LINE: usize = 64 * 1024;
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+use crate::conn::TLS_HANDSHAKE_TIMEOUT;
 
 /// Everything the SMTP sessions of one agent share.
 pub struct SmtpContext {
@@ -97,14 +97,15 @@ async fn handle(
     implicit_tls: bool,
     shutdown: Shutdown,
 ) {
-    let mut conn = Connection::new(Stream::Plain(socket));
-    if implicit_tls {
+    let tls = if implicit_tls {
         let Some(acceptor) = &ctx.tls else { return };
-        if let Err(e) = conn.upgrade(acceptor, TLS_HANDSHAKE_TIMEOUT).await {
-            debug!(%peer, error = %e, "TLS handshake failed");
-            return;
-        }
-    }
+        Some(acceptor)
+    } else {
+        None
+    };
+    let Some(mut conn) = Connection::open(socket, peer, tls).await else {
+        return;
+    };
     let session = Session::new(settings, peer.ip(), conn.is_tls());
     if let Err(e) = run(&mut conn, session, &ctx, peer, shutdown).await {
         debug!(%peer, error = %e, "connection ended");
