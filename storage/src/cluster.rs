@@ -112,6 +112,121 @@ pub struct AuthConfig {
     /// Aliases in `/etc/aliases` syntax (any backend).
     #[serde(default)]
     pub aliases_file: Option<PathBuf>,
+    /// `ldap` backend settings.
+    #[serde(default)]
+    pub ldap: Option<LdapConfig>,
+    /// `nis` backend settings.
+    #[serde(default)]
+    pub nis: Option<NisConfig>,
+}
+
+/// `[auth.ldap]`: search the user with the service account, then bind as the found DN.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LdapConfig {
+    /// `ldap://` or `ldaps://` URLs, tried in order; a server that fails is skipped for
+    /// a while unless all have failed.
+    pub urls: Vec<String>,
+    /// Upgrade `ldap://` connections with StartTLS (required unless the lab allows
+    /// plaintext; `ldaps://` is TLS from the start).
+    #[serde(default)]
+    pub starttls: bool,
+    /// PEM CA certificates for `ldaps://` and StartTLS; default: the system's CA store.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Service account for searches; anonymous searches if absent.
+    #[serde(default)]
+    pub bind_dn: Option<String>,
+    /// Its password, inline (prefer `bind_password_file`, which can be mode 0600).
+    #[serde(default)]
+    pub bind_password: Option<String>,
+    #[serde(default)]
+    pub bind_password_file: Option<PathBuf>,
+    /// Subtree searched for users.
+    pub base_dn: String,
+    /// `%u` is the login as typed, `%n` its local part, `%d` its domain; every value is
+    /// escaped (RFC 4515) before it goes into the filter.
+    #[serde(default = "default_ldap_user_filter")]
+    pub user_filter: String,
+    /// Attribute holding the spool user name.
+    #[serde(default = "default_ldap_user_attr")]
+    pub user_attr: String,
+    /// Attributes holding the addresses a user receives mail for (RCPT validation).
+    #[serde(default = "default_ldap_mail_attrs")]
+    pub mail_attrs: Vec<String>,
+    /// Read `userPassword` with the service account and verify the hash locally instead
+    /// of binding as the user (needs read access to `userPassword`; off by default).
+    #[serde(default)]
+    pub compare_hashes: bool,
+    #[serde(default = "default_ldap_connect_timeout")]
+    pub connect_timeout_secs: u64,
+    /// Per LDAP operation.
+    #[serde(default = "default_ldap_timeout")]
+    pub timeout_secs: u64,
+    /// Idle connections kept per agent.
+    #[serde(default = "default_ldap_pool_size")]
+    pub pool_size: usize,
+    /// How long positive lookups (user found, address found, login accepted) are
+    /// reused; 0 disables the cache. Passwords are kept only as a salted hash.
+    #[serde(default = "default_ldap_cache")]
+    pub cache_secs: u64,
+}
+
+fn default_ldap_user_filter() -> String {
+    "(&(objectClass=posixAccount)(|(uid=%u)(mail=%u)))".to_string()
+}
+fn default_ldap_user_attr() -> String {
+    "uid".to_string()
+}
+fn default_ldap_mail_attrs() -> Vec<String> {
+    vec!["mail".to_string(), "mailAlternateAddress".to_string()]
+}
+fn default_ldap_connect_timeout() -> u64 {
+    2
+}
+fn default_ldap_timeout() -> u64 {
+    5
+}
+fn default_ldap_pool_size() -> usize {
+    4
+}
+fn default_ldap_cache() -> u64 {
+    60
+}
+
+/// `[auth.nis]`: YP over ONC RPC/UDP, straight to the servers (no ypbind).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct NisConfig {
+    /// The NIS domain name.
+    pub domain: String,
+    /// Server addresses, tried in order (the portmapper on port 111 of each names the
+    /// ypserv port).
+    pub servers: Vec<IpAddr>,
+    /// Wait this long for each reply before resending.
+    #[serde(default = "default_nis_timeout")]
+    pub timeout_ms: u64,
+    /// Sends per server before trying the next one.
+    #[serde(default = "default_nis_attempts")]
+    pub attempts: u32,
+    #[serde(default = "default_nis_passwd_map")]
+    pub passwd_map: String,
+    /// Aliases map (sendmail syntax values); a missing map means no aliases.
+    #[serde(default = "default_nis_aliases_map")]
+    pub aliases_map: String,
+}
+
+fn default_nis_timeout() -> u64 {
+    700
+}
+fn default_nis_attempts() -> u32 {
+    3
+}
+fn default_nis_passwd_map() -> String {
+    "passwd.byname".to_string()
+}
+fn default_nis_aliases_map() -> String {
+    "mail.aliases".to_string()
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -324,6 +439,67 @@ impl ClusterConfig {
         }
     }
 
+    fn auth_problems(&self, p: &mut Vec<String>) {
+        let a = &self.auth;
+        if a.backend == AuthBackend::File && a.passwd_file.is_none() {
+            p.push("auth: backend \"file\" needs passwd_file".to_string());
+        }
+        match (&a.ldap, a.backend) {
+            (None, AuthBackend::Ldap) => {
+                p.push("auth: backend \"ldap\" needs an [auth.ldap] section".to_string())
+            }
+            (Some(l), _) => {
+                if l.urls.is_empty() {
+                    p.push("auth.ldap.urls: at least one server URL is needed".to_string());
+                }
+                for u in &l.urls {
+                    if !(u.starts_with("ldap://") || u.starts_with("ldaps://")) {
+                        p.push(format!(
+                            "auth.ldap.urls: {u:?} is not an ldap:// or ldaps:// URL"
+                        ));
+                    }
+                }
+                if l.bind_password.is_some() && l.bind_password_file.is_some() {
+                    p.push(
+                        "auth.ldap: set bind_password or bind_password_file, not both".to_string(),
+                    );
+                }
+                if l.bind_dn.is_none()
+                    && (l.bind_password.is_some() || l.bind_password_file.is_some())
+                {
+                    p.push("auth.ldap: a bind password needs bind_dn".to_string());
+                }
+                if !l.user_filter.starts_with('(') || !l.user_filter.ends_with(')') {
+                    p.push(format!(
+                        "auth.ldap.user_filter: {:?} must be a parenthesised LDAP filter",
+                        l.user_filter
+                    ));
+                }
+                if l.pool_size == 0 {
+                    p.push("auth.ldap.pool_size: must be at least 1".to_string());
+                }
+            }
+            (None, _) => {}
+        }
+        match (&a.nis, a.backend) {
+            (None, AuthBackend::Nis) => {
+                p.push("auth: backend \"nis\" needs an [auth.nis] section".to_string())
+            }
+            (Some(n), _) => {
+                if n.servers.is_empty() {
+                    p.push("auth.nis.servers: at least one server is needed".to_string());
+                }
+                if n.domain.is_empty() || n.domain.len() > 64 {
+                    p.push("auth.nis.domain: 1 to 64 characters".to_string());
+                }
+                if n.attempts == 0 || n.timeout_ms == 0 {
+                    p.push("auth.nis: attempts and timeout_ms must be above 0".to_string());
+                }
+            }
+            (None, _) => {}
+        }
+    }
+
     /// Every inconsistency in the file.
     pub fn problems(&self) -> Vec<String> {
         let mut p = Vec::new();
@@ -370,9 +546,7 @@ impl ClusterConfig {
                 ));
             }
         }
-        if self.auth.backend == AuthBackend::File && self.auth.passwd_file.is_none() {
-            p.push("auth: backend \"file\" needs passwd_file".to_string());
-        }
+        self.auth_problems(&mut p);
         let l = &self.listeners;
         if self.tls.is_none() {
             for (name, port) in [
@@ -570,6 +744,43 @@ max_recipients = 50
         assert!(!c.is_local_domain("example.org"));
         let err = c.host("host9").unwrap_err().to_string();
         assert!(err.contains("host1, host2"), "{err}");
+    }
+
+    #[test]
+    fn ldap_and_nis_sections_parse_with_defaults_and_are_checked() {
+        let auth = |section: &str| {
+            let (head, tail) = EXAMPLE.split_once("[auth]").unwrap();
+            let tail = tail.split_once("[tls]").unwrap().1;
+            format!("{head}{section}\n[tls]{tail}")
+        };
+        let c = parse(&auth(
+            "[auth]\nbackend = \"ldap\"\n\
+             [auth.ldap]\nurls = [\"ldap://10.0.0.5\", \"ldaps://10.0.0.6\"]\n\
+             base_dn = \"dc=example,dc=test\"\n\
+             [auth.nis]\ndomain = \"corp\"\nservers = [\"10.0.0.7\"]\n",
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let l = c.auth.ldap.as_ref().unwrap();
+        assert_eq!(l.user_attr, "uid");
+        assert_eq!(l.mail_attrs, ["mail", "mailAlternateAddress"]);
+        assert!(l.user_filter.contains("%u"));
+        assert_eq!((l.cache_secs, l.pool_size), (60, 4));
+        let n = c.auth.nis.as_ref().unwrap();
+        assert_eq!((n.passwd_map.as_str(), n.attempts), ("passwd.byname", 3));
+
+        let err = parse(&auth("[auth]\nbackend = \"nis\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("needs an [auth.nis] section"), "{err}");
+        let err = parse(&auth(
+            "[auth]\nbackend = \"ldap\"\n[auth.ldap]\nurls = [\"http://x\"]\n\
+             base_dn = \"dc=x\"\nbind_password = \"p\"\nuser_filter = \"uid=%u\"\n",
+        ))
+        .unwrap_err()
+        .to_string();
+        for want in ["not an ldap://", "needs bind_dn", "parenthesised"] {
+            assert!(err.contains(want), "{want}: {err}");
+        }
     }
 
     #[test]

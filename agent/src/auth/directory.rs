@@ -78,6 +78,19 @@ impl Directory {
     /// `postmaster` always resolves (RFC 5321 §4.5.1), to the spool user `postmaster` if
     /// nothing else.
     pub async fn resolve(&self, local_part: &str) -> Result<Option<Targets>, AuthError> {
+        self.resolve_in(local_part, "").await
+    }
+
+    /// [`Directory::resolve`] for `local_part@domain` (`domain` one of ours; empty means
+    /// the primary domain): the domain matters to backends that map whole addresses to accounts (LDAP `mail`).
+    ///
+    /// After the aliases file and backend users, a name is looked up as an address
+    /// (`name@domain`); `+detail` and `postmaster` come last.
+    pub async fn resolve_in(
+        &self,
+        local_part: &str,
+        domain: &str,
+    ) -> Result<Option<Targets>, AuthError> {
         let aliases = match &self.aliases {
             Some(a) => Some(a.current().await?),
             None => None,
@@ -92,7 +105,11 @@ impl Directory {
             out: Targets::default(),
         };
         let name = local_part.to_ascii_lowercase();
-        if !r.name(&name).await? {
+        let domain = match domain.trim_end_matches('.') {
+            "" => self.domains.first().cloned().unwrap_or_default(),
+            d => d.to_ascii_lowercase(),
+        };
+        if !r.name(&name, &domain).await? {
             return Ok(None);
         }
         Ok((!r.out.users.is_empty() || !r.out.remote.is_empty()).then_some(r.out))
@@ -119,29 +136,33 @@ struct Resolver<'a> {
 impl Resolver<'_> {
     /// Resolve `name` (lower-case) into `self.out`; `false` if it is unknown. Boxed:
     /// the recursion goes through aliases.
+    /// `domain` is the (lower-case, local) domain `name` was written with, for the
+    /// address lookup.
     fn name<'s>(
         &'s mut self,
         name: &'s str,
+        domain: &'s str,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<bool, AuthError>> + Send + 's>>
     {
         Box::pin(async move {
-            if let Some(known) = self.done.get(name) {
+            let key = format!("{name}@{domain}");
+            if let Some(known) = self.done.get(&key) {
                 return Ok(*known);
             }
             let cuts = self.depth_cuts;
-            let known = self.expand(name).await?;
+            let known = self.expand(name, domain).await?;
             // An expansion cut by the depth limit is not final: reached again on a
             // shorter path it may expand further. (Loop cuts are final: the name cut off
             // is an ancestor, being expanded anyway.)
             if self.depth_cuts == cuts && !self.stack.iter().any(|n| n == name) {
-                self.done.insert(name.to_string(), known);
+                self.done.insert(key, known);
             }
             Ok(known)
         })
     }
 
     /// One name, uncached.
-    async fn expand(&mut self, name: &str) -> Result<bool, AuthError> {
+    async fn expand(&mut self, name: &str, domain: &str) -> Result<bool, AuthError> {
         if self.stack.iter().any(|n| n == name) {
             tracing::warn!(
                 alias = %name,
@@ -171,10 +192,15 @@ impl Resolver<'_> {
             );
             return Ok(true);
         }
-        if let Some(targets) = self.aliases.and_then(|a| a.get(name)) {
+        let file_alias = self.aliases.and_then(|a| a.get(name));
+        let backend_alias = match file_alias {
+            Some(_) => None,
+            None => self.dir.backend.alias(name).await?,
+        };
+        if let Some(targets) = file_alias.or(backend_alias.as_deref()) {
             self.stack.push(name.to_string());
             for t in targets {
-                self.target(t).await?;
+                self.target(t, domain).await?;
             }
             self.stack.pop();
             return Ok(true);
@@ -184,8 +210,17 @@ impl Resolver<'_> {
             self.add_user(name);
             return Ok(true);
         }
+        if let Some(user) = self
+            .dir
+            .backend
+            .find_address(&format!("{name}@{domain}"))
+            .await?
+        {
+            self.add_user(&user);
+            return Ok(true);
+        }
         if let Some((base, _detail)) = name.split_once('+') {
-            if !base.is_empty() && self.name(base).await? {
+            if !base.is_empty() && self.name(base, domain).await? {
                 return Ok(true);
             }
         }
@@ -196,10 +231,10 @@ impl Resolver<'_> {
         Ok(false)
     }
 
-    async fn target(&mut self, t: &AliasTarget) -> Result<(), AuthError> {
+    async fn target(&mut self, t: &AliasTarget, domain: &str) -> Result<(), AuthError> {
         let alias = self.stack.last().cloned().unwrap_or_default();
         match t {
-            AliasTarget::Local(n) => self.local_target(&alias, n).await?,
+            AliasTarget::Local(n) => self.local_target(&alias, n, domain).await?,
             AliasTarget::Mailbox(n) => {
                 if hamail_storage::spool::validate_user(n).is_ok() {
                     self.add_user(n);
@@ -208,8 +243,9 @@ impl Resolver<'_> {
                 }
             }
             AliasTarget::Address(a) => match a.rsplit_once('@') {
-                Some((local, domain)) if is_local_domain(&self.dir.domains, domain) => {
-                    self.local_target(&alias, &local.to_ascii_lowercase())
+                Some((local, d)) if is_local_domain(&self.dir.domains, d) => {
+                    let d = d.trim_end_matches('.').to_ascii_lowercase();
+                    self.local_target(&alias, &local.to_ascii_lowercase(), &d)
                         .await?;
                 }
                 _ => {
@@ -222,8 +258,13 @@ impl Resolver<'_> {
         Ok(())
     }
 
-    async fn local_target(&mut self, alias: &str, name: &str) -> Result<(), AuthError> {
-        if !self.name(name).await? {
+    async fn local_target(
+        &mut self,
+        alias: &str,
+        name: &str,
+        domain: &str,
+    ) -> Result<(), AuthError> {
+        if !self.name(name, domain).await? {
             tracing::warn!(%alias, target = %name, "alias target is no alias or user, skipped");
         }
         Ok(())
@@ -482,5 +523,77 @@ mod tests {
         // Even postmaster: the backend is asked first and cannot answer.
         assert!(d.resolve("postmaster").await.is_err());
         assert!(d.check().await.is_err());
+    }
+
+    /// A backend that knows addresses and aliases itself, as LDAP and NIS do.
+    #[derive(Debug)]
+    struct AddressBook;
+
+    #[async_trait::async_trait]
+    impl Authenticator for AddressBook {
+        async fn verify(&self, _: &str, _: &str) -> Result<Option<String>, AuthError> {
+            Ok(None)
+        }
+        async fn user_exists(&self, user: &str) -> Result<bool, AuthError> {
+            Ok(["alice", "bob"].contains(&user))
+        }
+        async fn find_address(&self, address: &str) -> Result<Option<String>, AuthError> {
+            Ok(match address {
+                "a.smith@example.test" | "sales@other.test" => Some("alice".into()),
+                "down@example.test" => return Err(AuthError::Unavailable("test".into())),
+                _ => None,
+            })
+        }
+        async fn alias(&self, name: &str) -> Result<Option<Vec<AliasTarget>>, AuthError> {
+            Ok((name == "staff").then(|| {
+                vec![
+                    AliasTarget::Local("bob".into()),
+                    AliasTarget::Address("a.smith@example.test".into()),
+                ]
+            }))
+        }
+        async fn check(&self) -> Result<(), AuthError> {
+            Ok(())
+        }
+        fn name(&self) -> &'static str {
+            "book"
+        }
+    }
+
+    #[tokio::test]
+    async fn backend_addresses_and_aliases_resolve_per_domain() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("aliases");
+        std::fs::write(&path, "bob: carol@remote.test\n").unwrap();
+        let file = AliasFile::with_recheck(path, Duration::ZERO);
+        let d = Directory::new(Arc::new(AddressBook), Some(file), domains());
+        // The address lookup uses the recipient's own domain.
+        assert_eq!(
+            d.resolve_in("A.Smith", "Example.Test").await.unwrap(),
+            targets(&["alice"], &[])
+        );
+        assert_eq!(d.resolve_in("a.smith", "other.test").await.unwrap(), None);
+        assert_eq!(
+            d.resolve_in("sales", "other.test").await.unwrap(),
+            targets(&["alice"], &[])
+        );
+        assert_eq!(
+            d.resolve_in("sales+x", "other.test").await.unwrap(),
+            targets(&["alice"], &[])
+        );
+        // Empty domain: the primary one.
+        assert_eq!(
+            d.resolve_in("a.smith", "").await.unwrap(),
+            targets(&["alice"], &[])
+        );
+        // Backend aliases expand; the aliases file wins over backend users.
+        assert_eq!(
+            d.resolve("staff").await.unwrap(),
+            targets(&[], &["carol@remote.test"]).map(|mut t| {
+                t.users.push("alice".into());
+                t
+            })
+        );
+        assert!(d.resolve_in("down", "example.test").await.is_err());
     }
 }

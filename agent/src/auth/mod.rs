@@ -6,14 +6,20 @@
 
 pub mod aliases;
 pub mod directory;
+pub mod ldap;
 pub mod limiter;
+pub mod nis;
 pub mod passwd_file;
 mod reload;
+pub mod system;
 
-pub use aliases::AliasFile;
+pub use aliases::{AliasFile, AliasTarget};
 pub use directory::{Directory, Targets};
+pub use ldap::LdapAuthenticator;
 pub use limiter::{LimiterConfig, LoginLimiter};
+pub use nis::NisAuthenticator;
 pub use passwd_file::FileAuthenticator;
+pub use system::SystemAuthenticator;
 
 use std::sync::Arc;
 
@@ -38,6 +44,18 @@ pub trait Authenticator: Send + Sync + std::fmt::Debug {
     async fn verify(&self, login: &str, password: &str) -> Result<Option<String>, AuthError>;
     /// Whether `user` (a spool user name) is an account that receives mail.
     async fn user_exists(&self, user: &str) -> Result<bool, AuthError>;
+    /// The spool user that receives mail for `address` (`local@domain`, domain one of
+    /// ours), for backends that map addresses to accounts, such as LDAP's `mail`
+    /// attributes. `Ok(None)`: no such address (the default).
+    async fn find_address(&self, _address: &str) -> Result<Option<String>, AuthError> {
+        Ok(None)
+    }
+    /// Targets of alias `name` (lower-case) kept by the backend itself, such as NIS
+    /// `mail.aliases`. `Ok(None)`: not an alias (the default). The aliases file, if
+    /// configured, is consulted first.
+    async fn alias(&self, _name: &str) -> Result<Option<Vec<AliasTarget>>, AuthError> {
+        Ok(None)
+    }
     /// Cheap liveness probe for `/healthz`.
     async fn check(&self) -> Result<(), AuthError>;
     /// Short name for logs and `/healthz` ("file", "ldap", ...).
@@ -49,10 +67,13 @@ pub trait Authenticator: Send + Sync + std::fmt::Debug {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AuthSetupError {
-    #[error("auth backend \"{0}\" is not supported yet (issue 5)")]
-    Unsupported(&'static str),
     #[error("auth backend \"file\" needs auth.passwd_file")]
     MissingPasswdFile,
+    #[error("auth backend \"{0}\" needs an [auth.{0}] section")]
+    Missing(&'static str),
+    /// A file named by the config (CA, bind password) is unusable.
+    #[error("auth: {0}")]
+    File(String),
 }
 
 /// The [`Directory`] described by `config.auth`. Files are not read here but on first
@@ -69,9 +90,23 @@ pub fn from_config(config: &ClusterConfig) -> Result<Directory, AuthSetupError> 
                 .ok_or(AuthSetupError::MissingPasswdFile)?;
             Arc::new(FileAuthenticator::new(path, domains.clone()))
         }
-        AuthBackend::Ldap => return Err(AuthSetupError::Unsupported("ldap")),
-        AuthBackend::Nis => return Err(AuthSetupError::Unsupported("nis")),
-        AuthBackend::System => return Err(AuthSetupError::Unsupported("system")),
+        AuthBackend::Ldap => {
+            let ldap = config
+                .auth
+                .ldap
+                .clone()
+                .ok_or(AuthSetupError::Missing("ldap"))?;
+            Arc::new(LdapAuthenticator::new(ldap, domains.clone())?)
+        }
+        AuthBackend::Nis => {
+            let nis = config
+                .auth
+                .nis
+                .clone()
+                .ok_or(AuthSetupError::Missing("nis"))?;
+            Arc::new(NisAuthenticator::new(nis, domains.clone()))
+        }
+        AuthBackend::System => Arc::new(SystemAuthenticator::new(domains.clone())),
     };
     let aliases = config.auth.aliases_file.clone().map(AliasFile::new);
     Ok(Directory::new(backend, aliases, domains))
@@ -119,16 +154,6 @@ mod tests {
             Some("alice".into())
         );
         assert_eq!(d.resolve("info").await.unwrap().unwrap().users, ["alice"]);
-    }
-
-    #[test]
-    fn other_backends_are_not_supported_yet() {
-        for b in ["ldap", "nis", "system"] {
-            let err = from_config(&config(&format!("backend = \"{b}\"")))
-                .unwrap_err()
-                .to_string();
-            assert!(err.contains(b) && err.contains("issue 5"), "{err}");
-        }
     }
 
     #[test]

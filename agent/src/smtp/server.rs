@@ -182,7 +182,8 @@ async fn run(
                     address,
                     local_part,
                 } => {
-                    let lookup = match ctx.directory.resolve(&local_part).await {
+                    let domain = address.rsplit_once('@').map_or("", |(_, d)| d);
+                    let lookup = match ctx.directory.resolve_in(&local_part, domain).await {
                         Ok(Some(t)) => Lookup::Found(t),
                         Ok(None) => Lookup::Unknown,
                         Err(e) => {
