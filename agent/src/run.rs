@@ -11,7 +11,7 @@ use hamail_storage::Spool;
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
-use crate::auth::LoginLimiter;
+use crate::auth::{LimiterConfig, LoginLimiter};
 use crate::health::HealthContext;
 use crate::limits::{ConnLimits, UserSessions};
 use crate::pop3::server::Pop3Context;
@@ -60,7 +60,12 @@ pub async fn run(config: Arc<ClusterConfig>, host_name: &str) -> anyhow::Result<
         shutdown.clone(),
     );
     // One failed-login limiter for every protocol: guessing over POP3 counts for SMTP too.
-    let limiter = Arc::new(LoginLimiter::new());
+    let limiter = Arc::new(LoginLimiter::with_config(LimiterConfig {
+        per_ip: config.limits.login_failures_per_ip as usize,
+        per_user: config.limits.login_failures_per_user as usize,
+        window: Duration::from_secs(config.limits.login_failure_window_secs),
+        ..LimiterConfig::default()
+    }));
     let user_sessions = UserSessions::new(config.limits.max_sessions_per_user);
     let ctx = Arc::new(SmtpContext {
         spool: spool.clone(),

@@ -297,6 +297,12 @@ pub struct Limits {
     pub imap_idle_timeout_secs: u64,
     /// RFC 1939 §3: at least 10 minutes for POP3.
     pub pop3_idle_timeout_secs: u64,
+    /// Failed logins (all protocols) allowed per client address (IPv6: per /64) within
+    /// `login_failure_window_secs`; then logins are refused until the window slides.
+    pub login_failures_per_ip: u32,
+    /// Failed logins allowed per user name within the window.
+    pub login_failures_per_user: u32,
+    pub login_failure_window_secs: u64,
 }
 
 impl Default for Limits {
@@ -311,6 +317,9 @@ impl Default for Limits {
             max_sessions_per_user: 50,
             imap_idle_timeout_secs: 1800,
             pop3_idle_timeout_secs: 600,
+            login_failures_per_ip: 10,
+            login_failures_per_user: 5,
+            login_failure_window_secs: 300,
         }
     }
 }

@@ -4,6 +4,8 @@
 //! fixed ports below.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+/// Logins and RCPT checks through Python's client libraries.
+pub mod accounts;
 /// Test doubles for the relay tests: an authoritative DNS responder and an SMTP sink.
 pub mod dns;
 pub mod sink;
@@ -54,7 +56,8 @@ pub struct Lab {
 }
 
 impl Lab {
-    /// `hosts` agents' config (not started); `extra` is appended to hamail.toml.
+    /// `hosts` agents' config (not started); `extra` is appended to hamail.toml. If
+    /// `extra` has an `[auth]` section, it replaces the default `file` backend.
     pub fn new(hosts: usize, extra: &str) -> Lab {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
@@ -80,11 +83,7 @@ impl Lab {
 domains = ["example.test", "example.org"]
 spool = "{spool}"
 
-[auth]
-backend = "file"
-passwd_file = "{root}/passwd"
-aliases_file = "{root}/aliases"
-
+{auth}
 [tls]
 cert = "{root}/cert.pem"
 key = "{root}/key.pem"
@@ -95,7 +94,16 @@ timeout_secs = 10
 stale_after_secs = 30
 "#,
             spool = spool.display(),
-            root = root.display()
+            root = root.display(),
+            auth = if extra.contains("[auth]") {
+                String::new()
+            } else {
+                format!(
+                    "[auth]\nbackend = \"file\"\npasswd_file = \"{root}/passwd\"\n\
+                     aliases_file = \"{root}/aliases\"\n",
+                    root = root.display()
+                )
+            }
         );
         for (i, ip) in ips.iter().enumerate() {
             text.push_str(&format!(
