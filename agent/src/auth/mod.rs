@@ -5,6 +5,7 @@
 //! without touching SMTP, IMAP or POP3.
 
 pub mod aliases;
+pub mod cache;
 pub mod directory;
 pub mod ldap;
 pub mod limiter;

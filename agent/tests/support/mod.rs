@@ -9,6 +9,8 @@ pub mod accounts;
 /// Test doubles for the relay tests: an authoritative DNS responder and an SMTP sink.
 pub mod dns;
 pub mod sink;
+/// A real OpenLDAP server (slapd) with its own config, on loopback.
+pub mod slapd;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
@@ -33,6 +35,11 @@ pub const USERS: &[(&str, &str)] = &[
     ("bob", "bob-pw"),
     ("carol", "carol-pw"),
 ];
+
+/// A loopback address no other lab or server of this test process uses.
+pub fn fresh_ip() -> Ipv4Addr {
+    next_ip()
+}
 
 /// A fresh loopback address per host of per lab.
 fn next_ip() -> Ipv4Addr {
