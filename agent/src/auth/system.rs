@@ -95,70 +95,67 @@ unsafe fn owned(p: *const libc::c_char) -> String {
     unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
 }
 
-/// `getpwnam_r(3)`: `Ok(None)` when the call succeeded without an entry, `Err(errno)`
-/// when it failed (which may still mean "not found", see [`not_found`]).
-fn getpwnam(name: &CStr) -> Result<Option<PwEntry>, i32> {
+/// One reentrant `get*nam_r` call with the shape glibc gives them all:
+/// `call(entry, buf, buflen, result)` returns 0 and sets `*result` to `entry` or NULL, or
+/// returns an errno. `read` copies what we need out of the filled entry, whose string
+/// fields point into `buf`. `Ok(None)`: the call succeeded without an entry; `Err(errno)`:
+/// it failed (which may still mean "not found", see [`not_found`]).
+fn nss_lookup<E, T>(
+    call: impl Fn(*mut E, *mut libc::c_char, usize, *mut *mut E) -> libc::c_int,
+    read: impl Fn(&E) -> T,
+) -> Result<Option<T>, i32> {
     with_buffer(|buf| {
-        let mut pwd = MaybeUninit::<libc::passwd>::uninit();
-        let mut result: *mut libc::passwd = std::ptr::null_mut();
-        // SAFETY: `name` is NUL-terminated; `pwd`, `result` and `buf` (of exactly
-        // `buf.len()` bytes) are live, writable locals for the whole call, and glibc
-        // writes nothing outside them.
-        let rc = unsafe {
-            libc::getpwnam_r(
-                name.as_ptr(),
-                pwd.as_mut_ptr(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                &mut result,
-            )
-        };
+        let mut entry = MaybeUninit::<E>::uninit();
+        let mut result: *mut E = std::ptr::null_mut();
+        // The pointers handed to `call` are to live, writable locals, and `buf.len()` is
+        // the buffer's true length: what the callers' SAFETY comments rely on.
+        let rc = call(
+            entry.as_mut_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut result,
+        );
         if rc != 0 {
             return Err(rc);
         }
         if result.is_null() {
             return Ok(None);
         }
-        // SAFETY: success with a non-NULL result means glibc filled `pwd` (result points
-        // to it); its string fields point into `buf`, still borrowed here, and are copied
-        // out before it is dropped.
-        let passwd = unsafe { owned(pwd.assume_init_ref().pw_passwd) };
-        Ok(Some(PwEntry { passwd }))
+        // SAFETY: success with a non-NULL result means the call filled `entry` (result
+        // points to it). `buf`, which its strings point into, is still borrowed here, so
+        // `read` sees them valid and copies them out before it is dropped.
+        Ok(Some(read(unsafe { entry.assume_init_ref() })))
     })
 }
 
-/// `getspnam_r(3)`, like [`getpwnam`].
+/// `getpwnam_r(3)` for `name`.
+fn getpwnam(name: &CStr) -> Result<Option<PwEntry>, i32> {
+    nss_lookup(
+        |pwd, buf, len, result| {
+            // SAFETY: `name` is NUL-terminated and outlives the call; `nss_lookup` passes
+            // valid pointers and the true buffer length, and glibc writes nothing else.
+            unsafe { libc::getpwnam_r(name.as_ptr(), pwd, buf, len, result) }
+        },
+        |pwd: &libc::passwd| PwEntry {
+            // SAFETY: `pw_passwd` is NULL or a NUL-terminated string in the live buffer.
+            passwd: unsafe { owned(pwd.pw_passwd) },
+        },
+    )
+}
+
+/// `getspnam_r(3)` for `name`.
 fn getspnam(name: &CStr) -> Result<Option<SpEntry>, i32> {
-    with_buffer(|buf| {
-        let mut spwd = MaybeUninit::<libc::spwd>::uninit();
-        let mut result: *mut libc::spwd = std::ptr::null_mut();
-        // SAFETY: as in `getpwnam`: every pointer is to a live, writable local and
-        // `buf.len()` is the buffer's true length.
-        let rc = unsafe {
-            libc::getspnam_r(
-                name.as_ptr(),
-                spwd.as_mut_ptr(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                &mut result,
-            )
-        };
-        if rc != 0 {
-            return Err(rc);
-        }
-        if result.is_null() {
-            return Ok(None);
-        }
-        // SAFETY: as in `getpwnam`: `spwd` is initialized and `sp_pwdp` is NULL or a
-        // NUL-terminated string inside `buf`, copied out while `buf` is borrowed.
-        let spwd = unsafe { spwd.assume_init_ref() };
-        // SAFETY: see above.
-        let pwdp = unsafe { owned(spwd.sp_pwdp) };
-        Ok(Some(SpEntry {
-            pwdp,
+    nss_lookup(
+        |spwd, buf, len, result| {
+            // SAFETY: as in `getpwnam`.
+            unsafe { libc::getspnam_r(name.as_ptr(), spwd, buf, len, result) }
+        },
+        |spwd: &libc::spwd| SpEntry {
+            // SAFETY: `sp_pwdp` is NULL or a NUL-terminated string in the live buffer.
+            pwdp: unsafe { owned(spwd.sp_pwdp) },
             expire: spwd.sp_expire,
-        }))
-    })
+        },
+    )
 }
 
 /// Whether a failed call's errno means "no such entry": `getpwnam_r(3)` lists "0 or
