@@ -363,6 +363,11 @@ mod tests {
         for login in ["root", "root@example.test"] {
             let r = a.verify(login, "certainly not the password").await;
             assert!(!matches!(r, Ok(Some(_))), "{login}: {r:?}");
+            match &r {
+                Ok(_) => {}
+                // Not root (nor in the shadow group): say so, not "wrong password".
+                Err(e) => assert!(e.to_string().contains("cannot read shadow"), "{e}"),
+            }
             if nix::unistd::geteuid().is_root() {
                 assert!(matches!(r, Ok(None)), "{login}: {r:?}");
             }
