@@ -333,6 +333,13 @@ fn load(path: &Path, domains: &[String]) -> io::Result<Loaded<PasswdTable>> {
 /// (`mkpasswd -m sha-512 -S dummysaltdummysa 'not a password'`.)
 const DUMMY_HASH: &str = "$6$dummysaltdummysa$Gz043AznvALGVA9n5EmE4fyncZnM.OnSZNNG7gfmjCA3gfxZnfUOw9Ybs5m8awRgMdmANXuQt0FRKWxNsLEQt/";
 
+/// Spend the time of one password check against [`DUMMY_HASH`], for logins that fail
+/// before a real hash is reached (unknown or locked account). Blocking, like
+/// [`Credential::verify`].
+pub(crate) fn burn_dummy_hash(password: &str) {
+    let _ = Credential::Sha512Crypt(DUMMY_HASH.to_string()).verify(password);
+}
+
 #[async_trait]
 impl Authenticator for FileAuthenticator {
     async fn verify(&self, login: &str, password: &str) -> Result<Option<String>, AuthError> {
@@ -343,7 +350,7 @@ impl Authenticator for FileAuthenticator {
             match user.as_deref().and_then(|u| table.get(u)) {
                 Some(cred) => cred.verify(&password).then_some(user).flatten(),
                 None => {
-                    let _ = Credential::Sha512Crypt(DUMMY_HASH.to_string()).verify(&password);
+                    burn_dummy_hash(&password);
                     None
                 }
             }

@@ -164,12 +164,28 @@ pop3s = {POP3S}
 
     /// Start host `host` (0-based) with extra environment; waits until `/healthz` is 200.
     pub fn start(&mut self, host: usize, env: &[(&str, &str)]) {
+        self.start_wrapped(host, env, &[]);
+    }
+
+    /// Like [`start`](Self::start), with the agent's command line appended to `prefix`
+    /// (a program that ends by exec-ing its arguments, such as `unshare -m sh -c '...;
+    /// exec "$0" "$@"'`), so a test can give the agent a private view of the system.
+    /// The wrapper must exec, not fork: the lab signals and kills the process it started.
+    pub fn start_wrapped(&mut self, host: usize, env: &[(&str, &str)], prefix: &[&str]) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.root().join(format!("host{}.log", host + 1)))
             .unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hamail-agent"));
+        let agent = env!("CARGO_BIN_EXE_hamail-agent");
+        let mut cmd = match prefix.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(agent);
+                c
+            }
+            None => Command::new(agent),
+        };
         cmd.arg("--config")
             .arg(&self.config)
             .arg("--host")
