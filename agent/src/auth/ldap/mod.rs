@@ -119,9 +119,47 @@ impl LdapAuthenticator {
         })
     }
 
-    /// Search below `base_dn` as the service account, retrying once on a fresh
-    /// connection if the pooled one has died (its server restarted or went away; the
-    /// retry fails over to the next server).
+    /// Run `op` on a pooled connection, retrying once on a fresh connection if the
+    /// pooled one has died (its server restarted or went away; the retry fails over to
+    /// the next server).
+    async fn run(&self, op: Op<'_>) -> Result<Answer, AuthError> {
+        let mut conn = self.pool.service().await?;
+        let result = match self.run_on(&mut conn, &op).await {
+            Err(Failure::Connection(e)) => {
+                tracing::debug!(error = %e, "ldap connection lost, retrying on a new one");
+                conn = self.pool.fresh().await?;
+                self.run_on(&mut conn, &op).await
+            }
+            other => other,
+        };
+        match result {
+            Ok(answer) => {
+                self.pool.put(conn);
+                Ok(answer)
+            }
+            Err(e) => Err(e.into_auth(match op {
+                Op::Search { .. } => "search",
+                Op::Bind { .. } => "bind",
+            })),
+        }
+    }
+
+    async fn run_on(&self, conn: &mut Conn, op: &Op<'_>) -> Result<Answer, Failure> {
+        match *op {
+            Op::Search {
+                base,
+                scope,
+                filter,
+                attrs,
+            } => self
+                .search_on(conn, base, scope, filter, attrs)
+                .await
+                .map(Answer::Entries),
+            Op::Bind { dn, password } => self.bind_on(conn, dn, password).await.map(Answer::Bound),
+        }
+    }
+
+    /// Search as the service account.
     async fn search(
         &self,
         base: &str,
@@ -129,21 +167,15 @@ impl LdapAuthenticator {
         filter: &str,
         attrs: &[&str],
     ) -> Result<Vec<SearchEntry>, AuthError> {
-        let mut conn = self.pool.service().await?;
-        let result = match self.search_on(&mut conn, base, scope, filter, attrs).await {
-            Err(Failure::Connection(e)) => {
-                tracing::debug!(error = %e, "ldap connection lost, retrying on a new one");
-                conn = self.pool.fresh().await?;
-                self.search_on(&mut conn, base, scope, filter, attrs).await
-            }
-            other => other,
+        let op = Op::Search {
+            base,
+            scope,
+            filter,
+            attrs,
         };
-        match result {
-            Ok(entries) => {
-                self.pool.put(conn);
-                Ok(entries)
-            }
-            Err(e) => Err(e.into_auth("search")),
+        match self.run(op).await? {
+            Answer::Entries(entries) => Ok(entries),
+            Answer::Bound(_) => Err(AuthError::Unavailable("ldap: unexpected answer".into())),
         }
     }
 
@@ -185,20 +217,9 @@ impl LdapAuthenticator {
 
     /// Whether `password` is right for `dn`, by binding as it.
     async fn bind_user(&self, dn: &str, password: &str) -> Result<bool, AuthError> {
-        let mut conn = self.pool.service().await?;
-        let result = match self.bind_on(&mut conn, dn, password).await {
-            Err(Failure::Connection(_)) => {
-                conn = self.pool.fresh().await?;
-                self.bind_on(&mut conn, dn, password).await
-            }
-            other => other,
-        };
-        match result {
-            Ok(ok) => {
-                self.pool.put(conn);
-                Ok(ok)
-            }
-            Err(e) => Err(e.into_auth("bind")),
+        match self.run(Op::Bind { dn, password }).await? {
+            Answer::Bound(ok) => Ok(ok),
+            Answer::Entries(_) => Err(AuthError::Unavailable("ldap: unexpected answer".into())),
         }
     }
 
@@ -227,23 +248,28 @@ impl LdapAuthenticator {
         }
     }
 
-    /// The one entry `filter_value` finds with `user_filter`; `None` for none or
-    /// several (ambiguous logins must not pick one).
+    /// The one entry `user_filter` finds for `name`; `None` for none or several
+    /// (ambiguous logins must not pick one).
     async fn find_user(&self, name: &str) -> Result<Option<Found>, AuthError> {
         let key = name.to_ascii_lowercase();
         if let Some(found) = self.users.get(&key) {
             return Ok(Some(found));
         }
         let filter = expand_filter(&self.config.user_filter, name);
-        let attr = self.config.user_attr.as_str();
-        let entries = self
-            .search(&self.config.base_dn, Scope::Subtree, &filter, &[attr])
-            .await?;
-        let Some(found) = self.one_user(entries, &filter) else {
+        let Some(found) = self.search_user(&filter).await? else {
             return Ok(None);
         };
         self.users.insert(key, found.clone());
         Ok(Some(found))
+    }
+
+    /// The one user entry `filter` finds below `base_dn`.
+    async fn search_user(&self, filter: &str) -> Result<Option<Found>, AuthError> {
+        let attr = self.config.user_attr.as_str();
+        let entries = self
+            .search(&self.config.base_dn, Scope::Subtree, filter, &[attr])
+            .await?;
+        Ok(self.one_user(entries, filter))
     }
 
     fn one_user(&self, entries: Vec<SearchEntry>, filter: &str) -> Option<Found> {
@@ -285,6 +311,25 @@ impl LdapAuthenticator {
         .await
         .map_err(|e| AuthError::Unavailable(format!("ldap: hash check failed: {e}")))
     }
+}
+
+/// The two things done on a connection.
+enum Op<'a> {
+    Search {
+        base: &'a str,
+        scope: Scope,
+        filter: &'a str,
+        attrs: &'a [&'a str],
+    },
+    Bind {
+        dn: &'a str,
+        password: &'a str,
+    },
+}
+
+enum Answer {
+    Entries(Vec<SearchEntry>),
+    Bound(bool),
 }
 
 /// A failed operation: connection-level (worth one retry on a new connection) or an
@@ -360,11 +405,7 @@ impl Authenticator for LdapAuthenticator {
             .map(|a| format!("({a}={value})"))
             .collect();
         let filter = format!("(|{terms})");
-        let attr = self.config.user_attr.as_str();
-        let entries = self
-            .search(&self.config.base_dn, Scope::Subtree, &filter, &[attr])
-            .await?;
-        let Some(found) = self.one_user(entries, &filter) else {
+        let Some(found) = self.search_user(&filter).await? else {
             return Ok(None);
         };
         self.addresses.insert(key, found.user.clone());
