@@ -46,7 +46,7 @@ pub struct YpClient {
     ports: Mutex<HashMap<IpAddr, u16>>,
     xid: AtomicU32,
     /// The portmapper's port (111; tests point it elsewhere).
-    pmap_port: u16,
+    pub(super) pmap_port: u16,
 }
 
 impl YpClient {
@@ -236,14 +236,24 @@ fn unavailable(e: &RpcError) -> AuthError {
     AuthError::Unavailable(format!("nis: {e}"))
 }
 
+/// A fake portmapper + ypserv for unit tests.
 #[cfg(test)]
-mod tests {
+pub(super) mod fake {
     use super::*;
+    use std::collections::HashMap;
     use std::sync::Arc;
 
-    /// A fake portmapper + ypserv on one UDP socket (both programs answer on it), which
-    /// answers only every `answer_every`th datagram and sends a stray reply first.
-    async fn fake_server(ip: &str, answer_every: usize) -> (SocketAddr, Arc<AtomicUsize>) {
+    /// `(map, key)` → `(ypstat, value)`; keys not in it answer `YP_NOKEY`.
+    pub type Table = HashMap<(String, Vec<u8>), (i32, Vec<u8>)>;
+
+    /// Both programs on one UDP socket at `ip`. Answers only every `answer_every`th
+    /// datagram, each time after a stray reply with another xid. Returns the address
+    /// and the count of datagrams received.
+    pub async fn server(
+        ip: &str,
+        answer_every: usize,
+        table: Table,
+    ) -> (SocketAddr, Arc<AtomicUsize>) {
         let sock = UdpSocket::bind((ip, 0)).await.unwrap();
         let addr = sock.local_addr().unwrap();
         let seen = Arc::new(AtomicUsize::new(0));
@@ -271,11 +281,15 @@ mod tests {
                     }
                     _ => {
                         let _dom = d.opaque("d", 64).unwrap();
-                        let _map = d.opaque("m", 64).unwrap();
-                        let key = d.opaque("k", 1024).unwrap().to_vec();
-                        e.u32(1);
-                        e.opaque("v", &[&key[..], b"-value"].concat(), 1024)
-                            .unwrap();
+                        let map = d.opaque("m", 64).unwrap();
+                        let key = d.opaque("k", 1024).unwrap();
+                        let map = String::from_utf8_lossy(map).into_owned();
+                        let (stat, val) = table
+                            .get(&(map, key.to_vec()))
+                            .cloned()
+                            .unwrap_or((-3, Vec::new()));
+                        e.u32(stat as u32);
+                        e.opaque("v", &val, 1024).unwrap();
                     }
                 }
                 let mut stray = xdr::Encoder::new();
@@ -286,10 +300,23 @@ mod tests {
         });
         (addr, seen)
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(key: &str) -> fake::Table {
+        [(
+            ("map".to_string(), key.as_bytes().to_vec()),
+            (1, format!("{key}-value").into_bytes()),
+        )]
+        .into()
+    }
 
     #[tokio::test]
     async fn fails_over_and_sticks() {
-        let (addr, seen) = fake_server("127.0.0.2", 1).await;
+        let (addr, seen) = fake::server("127.0.0.2", 1, table("bob")).await;
         let dead = IpAddr::V4(Ipv4Addr::LOCALHOST);
         let mut c = YpClient::new(
             "dom".into(),
@@ -320,7 +347,7 @@ mod tests {
 
     #[tokio::test]
     async fn answers_after_a_resend_and_ignores_stray_replies() {
-        let (addr, seen) = fake_server("127.0.0.1", 2).await;
+        let (addr, seen) = fake::server("127.0.0.1", 2, table("alice")).await;
         let c = YpClient::new("dom".into(), vec![addr.ip()], Duration::from_millis(300), 3);
         c.ports_lock().insert(addr.ip(), addr.port());
         let r = c.ypmatch("map", b"alice").await.unwrap();

@@ -295,4 +295,74 @@ mod tests {
         assert!(a.check().await.is_err());
         assert_eq!(a.name(), "nis");
     }
+
+    const MD5: &str = "$1$saltsalt$NuzA7WTAelpl95xgBGWN60"; // "correct horse"
+
+    #[tokio::test]
+    async fn lookups_against_a_fake_server() {
+        let entry = |name: &str, hash: &str| format!("{name}:{hash}:1:1::/home/{name}:/bin/sh");
+        let mut table = client::fake::Table::new();
+        let mut put = |map: &str, key: &[u8], stat: i32, val: String| {
+            table.insert((map.to_string(), key.to_vec()), (stat, val.into_bytes()));
+        };
+        let pw = "passwd.byname";
+        // A C-style value, a C-style key, an entry for someone else, a shadowed one.
+        put(pw, b"alice", 1, entry("alice", MD5) + "\0");
+        put(pw, b"bob\0", 1, entry("bob", MD5));
+        put(pw, b"mallory", 1, entry("alice", MD5));
+        put(pw, b"shadow", 1, entry("shadow", "x"));
+        put(pw, b"broken", -5, String::new());
+        put(pw, b"gone", -1, String::new());
+        put(pw, b"otherdom", -2, String::new());
+        put("mail.aliases", b"staff\0", 1, "alice, \\bob\0".into());
+        put("mail.aliases", b"nomap", -1, String::new());
+        put("mail.aliases", b"baddb", -5, String::new());
+        let (addr, _) = client::fake::server("127.0.0.1", 1, table).await;
+        let mut a = NisAuthenticator::new(
+            NisConfig {
+                servers: vec![addr.ip()],
+                timeout_ms: 300,
+                ..config()
+            },
+            vec!["example.test".into()],
+        );
+        a.client.pmap_port = addr.port();
+
+        let ok = Some("alice".to_string());
+        assert_eq!(a.verify("alice", "correct horse").await.unwrap(), ok);
+        assert_eq!(
+            a.verify("ALICE@example.test", "correct horse")
+                .await
+                .unwrap(),
+            ok
+        );
+        assert_eq!(a.verify("alice", "correct horsE").await.unwrap(), None);
+        assert_eq!(
+            a.verify("bob", "correct horse").await.unwrap(),
+            Some("bob".into())
+        );
+        assert_eq!(a.verify("mallory", "correct horse").await.unwrap(), None);
+        assert_eq!(a.verify("shadow", "x").await.unwrap(), None);
+        assert_eq!(a.verify("nobody", "correct horse").await.unwrap(), None);
+        for broken in ["broken", "gone", "otherdom"] {
+            let err = a.verify(broken, "pw").await.unwrap_err().to_string();
+            assert!(err.contains("nis"), "{err}");
+            assert!(a.user_exists(broken).await.is_err(), "{broken}");
+        }
+        assert!(a.user_exists("alice").await.unwrap());
+        assert!(a.user_exists("bob").await.unwrap());
+        assert!(!a.user_exists("nobody").await.unwrap());
+
+        assert_eq!(
+            a.alias("staff").await.unwrap(),
+            Some(vec![
+                AliasTarget::Local("alice".into()),
+                AliasTarget::Mailbox("bob".into())
+            ])
+        );
+        assert_eq!(a.alias("nobody").await.unwrap(), None);
+        assert_eq!(a.alias("nomap").await.unwrap(), None);
+        assert!(a.alias("baddb").await.is_err());
+        a.check().await.unwrap();
+    }
 }
