@@ -29,6 +29,12 @@ pub enum Credential {
     Sha256Crypt(String),
     /// `$y$...` (`{CRYPT}` or bare).
     Yescrypt(String),
+    /// `$1$salt$hash` md5-crypt (`{MD5-CRYPT}`, `{CRYPT}` or bare): weak, but still what
+    /// many NIS maps hold.
+    Md5Crypt {
+        salt: String,
+        hash: [u8; MD5_CRYPT_HASH_LEN],
+    },
     /// `{SSHA}`: SHA-1 of password ‖ salt, then the salt.
     Ssha { digest: [u8; 20], salt: Vec<u8> },
     /// `{SHA}`: unsalted SHA-1.
@@ -46,6 +52,7 @@ impl std::fmt::Debug for Credential {
             Credential::Sha512Crypt(_) => "Sha512Crypt(..)",
             Credential::Sha256Crypt(_) => "Sha256Crypt(..)",
             Credential::Yescrypt(_) => "Yescrypt(..)",
+            Credential::Md5Crypt { .. } => "Md5Crypt(..)",
             Credential::Ssha { .. } => "Ssha(..)",
             Credential::Sha(_) => "Sha(..)",
             Credential::Plain(_) => "Plain(..)",
@@ -72,6 +79,7 @@ impl Credential {
             None | Some("CRYPT") => crypt(value),
             Some("SHA512-CRYPT") if value.starts_with("$6$") => crypt(value),
             Some("SHA256-CRYPT") if value.starts_with("$5$") => crypt(value),
+            Some("MD5-CRYPT") if value.starts_with("$1$") => crypt(value),
             Some("SSHA") => {
                 let raw = b64(value)?;
                 match raw.split_first_chunk::<20>() {
@@ -115,6 +123,7 @@ impl Credential {
                     .verify_password(pw, h.as_str())
                     .is_ok()
             }
+            Credential::Md5Crypt { salt, hash } => ct_eq(&md5_crypt(pw, salt.as_bytes()), hash),
             Credential::Ssha { digest, salt } => {
                 let mut h = Sha1::new();
                 h.update(pw);
@@ -134,6 +143,9 @@ impl Credential {
 }
 
 fn crypt(value: &str) -> Result<Credential, String> {
+    if let Some(rest) = value.strip_prefix("$1$") {
+        return parse_md5_crypt(rest);
+    }
     // Check the Modular Crypt Format now, so a typo is reported at load time rather than
     // looking like a wrong password forever.
     let well_formed = sha_crypt::PasswordHashRef::new(value).is_ok();
@@ -144,12 +156,122 @@ fn crypt(value: &str) -> Result<Credential, String> {
     } else if value.starts_with("$y$") {
         Credential::Yescrypt(value.to_string())
     } else {
-        return Err("unsupported crypt scheme (only $6$, $5$, $y$)".to_string());
+        return Err("unsupported crypt scheme (only $6$, $5$, $y$, $1$)".to_string());
     };
     if !well_formed {
         return Err("malformed crypt hash".to_string());
     }
     Ok(cred)
+}
+
+/// Length of the encoded md5-crypt digest.
+const MD5_CRYPT_HASH_LEN: usize = 22;
+/// md5-crypt's base64 alphabet (not RFC 4648's order).
+const CRYPT_B64: &[u8; 64] = b"./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/// `salt$hash` after `$1$`: salt of at most 8 characters, hash of 22 from [`CRYPT_B64`].
+fn parse_md5_crypt(rest: &str) -> Result<Credential, String> {
+    let malformed = || "malformed md5-crypt hash".to_string();
+    let (salt, hash) = rest.split_once('$').ok_or_else(malformed)?;
+    if salt.len() > 8 || !salt.bytes().all(|b| CRYPT_B64.contains(&b)) {
+        return Err(malformed());
+    }
+    let hash: [u8; MD5_CRYPT_HASH_LEN] = hash.as_bytes().try_into().map_err(|_| malformed())?;
+    if !hash.iter().all(|b| CRYPT_B64.contains(b)) {
+        return Err(malformed());
+    }
+    Ok(Credential::Md5Crypt {
+        salt: salt.to_string(),
+        hash,
+    })
+}
+
+/// Poul-Henning Kamp's md5-crypt (FreeBSD's `crypt_md5`, glibc's `$1$`): the encoded
+/// 22-character digest of `pw` with `salt`.
+fn md5_crypt(pw: &[u8], salt: &[u8]) -> [u8; MD5_CRYPT_HASH_LEN] {
+    use md5::{Digest as _, Md5};
+    let mut alt = Md5::new();
+    alt.update(pw);
+    alt.update(salt);
+    alt.update(pw);
+    let alt = alt.finalize();
+
+    let mut ctx = Md5::new();
+    ctx.update(pw);
+    ctx.update(b"$1$");
+    ctx.update(salt);
+    for chunk in pw.chunks(16) {
+        ctx.update(&alt[..chunk.len()]);
+    }
+    // The original's quirk: a NUL byte for each set bit of the length, else the first
+    // byte of the password.
+    let mut n = pw.len();
+    while n > 0 {
+        if n & 1 == 1 {
+            ctx.update([0u8]);
+        } else {
+            ctx.update(&pw[..1]);
+        }
+        n >>= 1;
+    }
+    let mut fin = ctx.finalize();
+
+    // 1000 rounds, to slow down brute force (by 1994 standards).
+    for i in 0..1000 {
+        let mut c = Md5::new();
+        if i & 1 == 1 {
+            c.update(pw);
+        } else {
+            c.update(fin);
+        }
+        if i % 3 != 0 {
+            c.update(salt);
+        }
+        if i % 7 != 0 {
+            c.update(pw);
+        }
+        if i & 1 == 1 {
+            c.update(fin);
+        } else {
+            c.update(pw);
+        }
+        fin = c.finalize();
+    }
+
+    let f = fin;
+    let mut out = [0u8; MD5_CRYPT_HASH_LEN];
+    let groups: [(u32, usize); 6] = [
+        (
+            (u32::from(f[0]) << 16) | (u32::from(f[6]) << 8) | u32::from(f[12]),
+            4,
+        ),
+        (
+            (u32::from(f[1]) << 16) | (u32::from(f[7]) << 8) | u32::from(f[13]),
+            4,
+        ),
+        (
+            (u32::from(f[2]) << 16) | (u32::from(f[8]) << 8) | u32::from(f[14]),
+            4,
+        ),
+        (
+            (u32::from(f[3]) << 16) | (u32::from(f[9]) << 8) | u32::from(f[15]),
+            4,
+        ),
+        (
+            (u32::from(f[4]) << 16) | (u32::from(f[10]) << 8) | u32::from(f[5]),
+            4,
+        ),
+        (u32::from(f[11]), 2),
+    ];
+    let mut pos = 0;
+    for (mut v, n) in groups {
+        for _ in 0..n {
+            out[pos] = CRYPT_B64[(v & 0x3f) as usize];
+            v >>= 6;
+            pos += 1;
+        }
+    }
+    out
 }
 
 fn b64(value: &str) -> Result<Vec<u8>, String> {
@@ -425,6 +547,35 @@ mod tests {
         check(&format!("{{CRYPT}}{YESCRYPT}"), "hunter2", "Hunter2");
     }
 
+    // `openssl passwd -1 -salt SALT PASSWORD`.
+    #[test]
+    fn md5_crypt_vectors() {
+        check(
+            "$1$saltsalt$NuzA7WTAelpl95xgBGWN60",
+            "correct horse",
+            "correct hors",
+        );
+        check(
+            "{MD5-CRYPT}$1$ab$zSxXTAOa3MsUL6fbBrrN71",
+            "pässword",
+            "password",
+        );
+        check(
+            "{crypt}$1$ab$zSxXTAOa3MsUL6fbBrrN71",
+            "pässword",
+            "pässwore",
+        );
+        check(
+            "$1$x$TO9xePYxZH.xKlTUs6muf.",
+            "a very long password that is longer than sixteen bytes for sure",
+            "a very long password that is longer than sixteen bytes for sur",
+        );
+        // The hash of the empty password exists, but empty passwords never log in.
+        let c = Credential::parse("$1$12345678$xek.CpjQUVgdf/P2N9KQf/").unwrap();
+        assert_eq!(&md5_crypt(b"", b"12345678"), b"xek.CpjQUVgdf/P2N9KQf/");
+        assert!(!c.verify(""));
+    }
+
     #[test]
     fn ssha_sha_plain() {
         check(SSHA, "open sesame", "open sesame ");
@@ -437,7 +588,11 @@ mod tests {
     fn unusable_fields() {
         for bad in [
             "{MD5-CRYPT}$1$abc$def",
-            "$1$abc$0123456789abcdefghijkl",
+            "$1$abc$0123456789abcdefghijk",
+            "$1$abc$0123456789abcdefghijk!",
+            "$1$toolongsalt$0123456789abcdefghijkl",
+            "$1$0123456789abcdefghijkl",
+            "{MD5-CRYPT}$6$abc$0123456789abcdefghijkl",
             "{SHA512-CRYPT}$5$pepperpepper$PR97XiJMdnjg9En8yK7oNviGRr5/KOL/.iIEDRld6b/",
             "plaintext-without-scheme",
             "{SSHA}c2hvcnQ=",
