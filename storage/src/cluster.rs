@@ -75,6 +75,9 @@ pub struct ClusterConfig {
     pub health: Health,
     #[serde(default)]
     pub relay: Relay,
+    /// dnsctl; absent: no bundled DNS (the zone is managed elsewhere).
+    #[serde(default)]
+    pub dns: Option<DnsConfig>,
 }
 
 /// What the cluster serves and where its spool is.
@@ -421,6 +424,106 @@ impl Default for Relay {
     }
 }
 
+/// `[dns]`: dnsctl, the authoritative DNS server for the mail domains and the health
+/// controller that moves MX and `mail.<domain>` away from failed hosts. Probing uses
+/// `[health]` (interval, fail_after, recover_after) and each host's `listeners.smtp` and
+/// `listeners.health` ports.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DnsConfig {
+    /// Where `dnsctl serve` answers, UDP and TCP (`"10.0.0.14:53"`).
+    pub listen: std::net::SocketAddr,
+    /// The name server's own name (NS record); default `ns.<primary domain>`.
+    #[serde(default)]
+    pub ns_name: Option<String>,
+    /// Its address (the NS name's A/AAAA record); default the `listen` address.
+    #[serde(default)]
+    pub ns_address: Option<IpAddr>,
+    /// SOA RNAME as a domain name; default `hostmaster.<primary domain>`.
+    #[serde(default)]
+    pub hostmaster: Option<String>,
+    /// TTL of every record; short, so a failover reaches resolvers quickly.
+    #[serde(default = "default_dns_ttl")]
+    pub ttl_secs: u32,
+    /// SOA minimum (negative-caching TTL, RFC 2308); default `ttl_secs`.
+    #[serde(default)]
+    pub soa_minimum_secs: Option<u32>,
+    /// Secondary name servers: the only addresses allowed AXFR, and sent NOTIFY on
+    /// every change.
+    #[serde(default)]
+    pub secondaries: Vec<IpAddr>,
+    /// Port NOTIFY is sent to on the secondaries.
+    #[serde(default = "default_notify_port")]
+    pub notify_port: u16,
+    /// Persistent state (serial, host states, overrides) and the event log.
+    #[serde(default = "default_dns_state_dir")]
+    pub state_dir: PathBuf,
+    /// The control socket the CLI talks to (created mode 0600).
+    #[serde(default = "default_dns_control_socket")]
+    pub control_socket: PathBuf,
+    /// `/metrics` (Prometheus); absent: not served.
+    #[serde(default)]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Each probe (SMTP banner, `/healthz`) must finish within this.
+    #[serde(default = "default_probe_timeout")]
+    pub probe_timeout_ms: u64,
+    /// Extra static records served as they are.
+    #[serde(default)]
+    pub records: Vec<StaticRecord>,
+    /// Drive an existing primary server with RFC 2136 updates instead of serving.
+    #[serde(default)]
+    pub rfc2136: Option<Rfc2136Config>,
+}
+
+/// One extra record: `{ name = "www.example.test", type = "A", value = "10.0.0.80" }`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct StaticRecord {
+    /// Absolute, or relative to the primary domain (`"www"`, `"@"`).
+    pub name: String,
+    /// A, AAAA, CNAME, TXT, MX (`"10 mx.example.org."`), SRV, ...
+    #[serde(rename = "type")]
+    pub rtype: String,
+    pub value: String,
+    /// Default `ttl_secs`.
+    #[serde(default)]
+    pub ttl_secs: Option<u32>,
+}
+
+/// `[dns.rfc2136]`: TSIG-signed dynamic updates (RFC 2136, RFC 8945) to a primary.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Rfc2136Config {
+    /// The primary server (`"10.0.0.53:53"`).
+    pub server: std::net::SocketAddr,
+    /// TSIG key name, as in `tsig-keygen NAME`.
+    pub key_name: String,
+    /// `hmac-sha256` (default), `hmac-sha384`, `hmac-sha512`.
+    #[serde(default = "default_tsig_algorithm")]
+    pub algorithm: String,
+    /// File holding the base64 secret, or a BIND `key { ... secret "..."; };` clause.
+    pub secret_file: PathBuf,
+}
+
+fn default_dns_ttl() -> u32 {
+    30
+}
+fn default_notify_port() -> u16 {
+    53
+}
+fn default_dns_state_dir() -> PathBuf {
+    PathBuf::from("/var/lib/hamail/dnsctl")
+}
+fn default_dns_control_socket() -> PathBuf {
+    PathBuf::from("/run/hamail/dnsctl.sock")
+}
+fn default_probe_timeout() -> u64 {
+    1000
+}
+fn default_tsig_algorithm() -> String {
+    "hmac-sha256".to_string()
+}
+
 impl ClusterConfig {
     /// Read, parse and check the file.
     pub fn load(path: &Path) -> Result<ClusterConfig, ConfigError> {
@@ -445,6 +548,40 @@ impl ClusterConfig {
                 path: path.to_path_buf(),
                 problems,
             })
+        }
+    }
+
+    fn dns_problems(&self, p: &mut Vec<String>) {
+        let Some(d) = &self.dns else { return };
+        if d.ttl_secs == 0 {
+            p.push("dns.ttl_secs: must be above 0".to_string());
+        }
+        let interval_ms = self.health.interval_secs.saturating_mul(1000);
+        if d.probe_timeout_ms == 0 || d.probe_timeout_ms > interval_ms.max(1) {
+            p.push(format!(
+                "dns.probe_timeout_ms: must be between 1 and health.interval_secs ({interval_ms} ms)"
+            ));
+        }
+        for name in [&d.ns_name, &d.hostmaster].into_iter().flatten() {
+            if !is_domain(name.trim_end_matches('.')) {
+                p.push(format!("dns: {name:?} is not a domain name"));
+            }
+        }
+        for r in &d.records {
+            if r.name.is_empty() || r.value.is_empty() || r.rtype.is_empty() {
+                p.push(format!("dns.records: {r:?} needs name, type and value"));
+            }
+        }
+        if let Some(u) = &d.rfc2136 {
+            if !["hmac-sha256", "hmac-sha384", "hmac-sha512"].contains(&u.algorithm.as_str()) {
+                p.push(format!(
+                    "dns.rfc2136.algorithm: {:?} is not hmac-sha256, hmac-sha384 or hmac-sha512",
+                    u.algorithm
+                ));
+            }
+        }
+        if self.health.fail_after == 0 || self.health.recover_after == 0 {
+            p.push("health: fail_after and recover_after must be at least 1".to_string());
         }
     }
 
@@ -556,6 +693,7 @@ impl ClusterConfig {
             }
         }
         self.auth_problems(&mut p);
+        self.dns_problems(&mut p);
         let l = &self.listeners;
         if self.tls.is_none() {
             for (name, port) in [
@@ -788,6 +926,36 @@ max_recipients = 50
         .unwrap_err()
         .to_string();
         for want in ["not an ldap://", "needs bind_dn", "parenthesised"] {
+            assert!(err.contains(want), "{want}: {err}");
+        }
+    }
+
+    #[test]
+    fn dns_section_parses_with_defaults_and_is_checked() {
+        let text = format!(
+            "{EXAMPLE}\n[dns]\nlisten = \"10.0.0.14:53\"\nsecondaries = [\"10.0.0.15\"]\n\
+             records = [{{ name = \"www\", type = \"A\", value = \"10.0.0.80\" }}]\n\
+             [dns.rfc2136]\nserver = \"10.0.0.53:53\"\nkey_name = \"hamail\"\n\
+             secret_file = \"/etc/hamail/tsig.key\"\n"
+        );
+        let c = parse(&text).unwrap_or_else(|e| panic!("{e}"));
+        let d = c.dns.as_ref().unwrap();
+        assert_eq!(
+            (d.ttl_secs, d.probe_timeout_ms, d.notify_port),
+            (30, 1000, 53)
+        );
+        assert_eq!(d.records[0].rtype, "A");
+        assert_eq!(d.rfc2136.as_ref().unwrap().algorithm, "hmac-sha256");
+        assert!(parse(EXAMPLE).unwrap().dns.is_none());
+
+        let bad = text
+            .replace(
+                "listen = ",
+                "ttl_secs = 0\nprobe_timeout_ms = 5000\nlisten = ",
+            )
+            .replace("key_name = ", "algorithm = \"hmac-md5\"\nkey_name = ");
+        let err = parse(&bad).unwrap_err().to_string();
+        for want in ["dns.ttl_secs", "dns.probe_timeout_ms", "hmac-md5"] {
             assert!(err.contains(want), "{want}: {err}");
         }
     }
