@@ -4,8 +4,14 @@
 //! Pure parts (policy, hysteresis, state, zone contents) are separate from the I/O
 //! (probes, the DNS server, the control socket) so each rule is tested on its own.
 
+pub mod control;
+pub mod controller;
 pub mod events;
 pub mod health;
+pub mod metrics_http;
+pub mod notify;
 pub mod policy;
+pub mod serve;
+pub mod server;
 pub mod state;
 pub mod zone;
