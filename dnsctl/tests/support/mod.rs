@@ -16,6 +16,19 @@ pub const SMTP: u16 = 2525;
 pub const HEALTH: u16 = 2080;
 pub const DNS: u16 = 5353;
 
+/// The `dnsctl` binary: cargo's for tests; for the bench examples, the one next to
+/// the examples directory (`cargo build --release -p dnsctl` first).
+pub fn dnsctl_bin() -> PathBuf {
+    if let Some(p) = option_env!("CARGO_BIN_EXE_dnsctl") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().unwrap();
+    exe.parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("dnsctl"))
+        .unwrap()
+}
+
 /// A loopback address unique to this test process and call.
 pub fn fresh_ip() -> Ipv4Addr {
     static N: AtomicU32 = AtomicU32::new(1);
@@ -195,7 +208,7 @@ probe_timeout_ms = 500
             .append(true)
             .open(self.root().join("dnsctl.log"))
             .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_dnsctl"))
+        let child = Command::new(dnsctl_bin())
             .arg("--config")
             .arg(&self.config)
             .arg("serve")
@@ -223,7 +236,7 @@ probe_timeout_ms = 500
 
     /// Run the CLI with this config.
     pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_dnsctl"))
+        Command::new(dnsctl_bin())
             .arg("--config")
             .arg(&self.config)
             .args(args)
