@@ -7,5 +7,6 @@
 pub mod events;
 pub mod health;
 pub mod policy;
+pub mod rfc2136;
 pub mod state;
 pub mod zone;
