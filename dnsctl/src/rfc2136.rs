@@ -720,6 +720,114 @@ mod tests {
         ));
     }
 
+    /// How the fake primary answers.
+    #[derive(Clone, Copy)]
+    enum Reply {
+        /// Signed with the key, as a real server does.
+        Signed(ResponseCode),
+        /// Unsigned: a forged or broken answer.
+        Unsigned(ResponseCode),
+        /// Signed with the key but for another request id.
+        WrongId,
+    }
+
+    /// A one-shot TCP server that answers one update as told; returns the address and
+    /// the decoded request.
+    async fn fake_primary(
+        signer: TSigner,
+        reply: Reply,
+    ) -> (SocketAddr, tokio::task::JoinHandle<Message>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let len = stream.read_u16().await.unwrap();
+            let mut buf = vec![0; usize::from(len)];
+            stream.read_exact(&mut buf).await.unwrap();
+            let request = Message::from_vec(&buf).unwrap();
+            let (id, rcode, sign) = match reply {
+                Reply::Signed(rcode) => (request.metadata.id, rcode, true),
+                Reply::Unsigned(rcode) => (request.metadata.id, rcode, false),
+                Reply::WrongId => (
+                    request.metadata.id.wrapping_add(1),
+                    ResponseCode::NoError,
+                    true,
+                ),
+            };
+            let mut response = Message::error_msg(id, OpCode::Update, rcode);
+            if sign {
+                let request_mac = request.signature().unwrap().data.mac.clone();
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs();
+                let context =
+                    hickory_proto::rr::TSigResponseContext::new(id, now, signer, request_mac, None);
+                let tsig = context.sign(&response.to_vec().unwrap()).unwrap();
+                response.set_signature(tsig);
+            }
+            let wire = response.to_vec().unwrap();
+            stream
+                .write_all(&u16::try_from(wire.len()).unwrap().to_be_bytes())
+                .await
+                .unwrap();
+            stream.write_all(&wire).await.unwrap();
+            request
+        });
+        (addr, task)
+    }
+
+    fn snapshot() -> Snapshot {
+        Snapshot {
+            serial: 1,
+            zones: vec![Zone {
+                origin: "example.test".into(),
+                serial: 1,
+                records: vec![rec("example.test", "MX", "10 host1.example.test.", true)],
+            }],
+        }
+    }
+
+    async fn apply_against(reply: Reply) -> Result<Message, UpdateError> {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path(), KEYGEN, "hamail-key", "hmac-sha256");
+        let updater = Updater::new(&cfg).unwrap();
+        let (server, task) = fake_primary(updater.signer.clone(), reply).await;
+        let updater = Updater { server, ..updater };
+        let result = updater.apply(&snapshot()).await;
+        let request = task.await.unwrap();
+        result.map(|()| request)
+    }
+
+    #[tokio::test]
+    async fn replies_must_be_signed_and_match() {
+        let request = apply_against(Reply::Signed(ResponseCode::NoError))
+            .await
+            .unwrap();
+        // Sent signed, with the key's name.
+        assert_eq!(request.signature().unwrap().name.to_string(), "hamail-key.");
+        let err = apply_against(Reply::Signed(ResponseCode::Refused))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, UpdateError::Rejected { rcode, tsig_error: None, .. } if rcode == "REFUSED"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("update policy"), "{err}");
+        for reply in [
+            Reply::Unsigned(ResponseCode::NoError),
+            Reply::Unsigned(ResponseCode::Refused),
+        ] {
+            let err = apply_against(reply).await.unwrap_err();
+            assert!(
+                matches!(err, UpdateError::ReplyNotAuthentic { .. }),
+                "{err}"
+            );
+        }
+        let err = apply_against(Reply::WrongId).await.unwrap_err();
+        assert!(matches!(err, UpdateError::Protocol { .. }), "{err}");
+    }
+
     #[test]
     fn rcode_names() {
         assert_eq!(rcode_name(ResponseCode::NotAuth), "NOTAUTH");
