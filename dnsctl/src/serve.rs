@@ -50,6 +50,18 @@ impl Publisher for Bundled {
     }
 }
 
+/// RFC 2136 mode: the dynamic records go to an existing primary as signed updates.
+struct Remote(crate::rfc2136::Updater);
+
+impl Publisher for Remote {
+    fn publish<'a>(
+        &'a self,
+        snapshot: &'a Snapshot,
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>> {
+        Box::pin(async move { self.0.apply(snapshot).await.map_err(|e| e.to_string()) })
+    }
+}
+
 /// Run until SIGTERM/SIGINT.
 pub async fn serve(config: ClusterConfig) -> anyhow::Result<()> {
     let dns = config
@@ -74,15 +86,25 @@ pub async fn serve(config: ClusterConfig) -> anyhow::Result<()> {
         serial: 0,
         zones: Vec::new(),
     };
-    let server = DnsServer::new(&placeholder, dns.secondaries.clone())?;
-    let publisher = Box::new(Bundled {
-        server: server.clone(),
-        secondaries: dns
-            .secondaries
-            .iter()
-            .map(|ip| SocketAddr::new(*ip, dns.notify_port))
-            .collect(),
-    });
+    let (server, publisher): (Option<DnsServer>, Box<dyn Publisher>) = match &dns.rfc2136 {
+        Some(remote) => {
+            let updater = crate::rfc2136::Updater::new(remote)?;
+            tracing::info!(primary = %remote.server, "RFC 2136 mode: updating the primary, not serving");
+            (None, Box::new(Remote(updater)))
+        }
+        None => {
+            let server = DnsServer::new(&placeholder, dns.secondaries.clone())?;
+            let publisher = Box::new(Bundled {
+                server: server.clone(),
+                secondaries: dns
+                    .secondaries
+                    .iter()
+                    .map(|ip| SocketAddr::new(*ip, dns.notify_port))
+                    .collect(),
+            });
+            (Some(server), publisher)
+        }
+    };
     let controller = Controller::start(config.clone(), dns.clone(), publisher).await?;
     let serial = controller.snapshot().serial;
     let controller = Arc::new(Mutex::new(controller));
@@ -90,11 +112,16 @@ pub async fn serve(config: ClusterConfig) -> anyhow::Result<()> {
     let mut dns_stop = stop_rx.clone();
     let listen = dns.listen;
     let dns_task = tokio::spawn(async move {
-        server
-            .serve(listen, async move {
-                let _ = dns_stop.changed().await;
-            })
-            .await
+        let stopped = async move {
+            let _ = dns_stop.changed().await;
+        };
+        match server {
+            Some(server) => server.serve(listen, stopped).await,
+            None => {
+                stopped.await;
+                Ok(())
+            }
+        }
     });
     let control_task = tokio::spawn(crate::control::serve(
         control,
