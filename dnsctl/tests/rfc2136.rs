@@ -4,6 +4,8 @@
 //! to see what the server serves after each [`Updater::apply`].
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::collections::BTreeSet;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -268,4 +270,45 @@ async fn updates_a_real_bind_primary() {
     assert_eq!(mx(&named), failed_over);
     assert_eq!(dig(&named, "mail.example.test", "AAAA"), ["fd00::12"]);
     assert_eq!(soa_serial(&named), serial2);
+}
+
+/// `dnsctl serve` itself in RFC 2136 mode: the same probes and policy as the bundled
+/// server, and the same CLI, reach BIND as signed updates.
+#[test]
+fn dnsctl_serve_drives_bind_with_the_same_policy_and_cli() {
+    use support::{wait_for, Dnsctl, StandIn};
+    let named = start_named();
+    let (h1, h2, h3) = (StandIn::start(), StandIn::start(), StandIn::start());
+    let secret = named.dir.path().join("hamail-key.conf");
+    let extra = format!(
+        "[dns.rfc2136]\nserver = \"{}\"\nkey_name = \"hamail-key\"\nsecret_file = \"{}\"\n",
+        named.addr,
+        secret.display()
+    );
+    let mut d = Dnsctl::new(
+        &[&h1, &h2, &h3],
+        "interval_secs = 1\nfail_after = 3\nrecover_after = 3",
+        &extra,
+    );
+    d.start_remote();
+    let first = |n: &Named| mx(n).first().cloned().unwrap_or_default();
+    assert!(wait_for(Duration::from_secs(5), || first(&named)
+        == "10 host1.example.test."));
+    assert_eq!(dig(&named, "mail.example.test", "A"), [h1.ip.to_string()]);
+    let serial0 = soa_serial(&named);
+
+    h1.set_up(false);
+    assert!(
+        wait_for(Duration::from_secs(5), || first(&named)
+            == "10 host2.example.test."),
+        "{}",
+        d.log()
+    );
+    assert_eq!(dig(&named, "mail.example.test", "A"), [h2.ip.to_string()]);
+    assert!(soa_serial(&named) > serial0);
+
+    assert!(d.cli(&["failover", "host3"]).status.success());
+    assert!(wait_for(Duration::from_secs(1), || first(&named)
+        == "10 host3.example.test."));
+    assert_eq!(dig(&named, "mail.example.test", "A"), [h3.ip.to_string()]);
 }

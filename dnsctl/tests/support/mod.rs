@@ -203,6 +203,16 @@ probe_timeout_ms = 500
 
     /// Start `dnsctl serve` and wait until it answers SOA queries.
     pub fn start(&mut self) {
+        self.start_until(|d| d.serial().is_some());
+    }
+
+    /// Start `dnsctl serve` in RFC 2136 mode (it serves nothing itself) and wait until
+    /// its control socket answers.
+    pub fn start_remote(&mut self) {
+        self.start_until(|d| d.cli(&["status", "--json"]).status.success());
+    }
+
+    fn start_until(&mut self, ready: impl Fn(&Dnsctl) -> bool) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -218,7 +228,7 @@ probe_timeout_ms = 500
             .spawn()
             .unwrap();
         self.child = Some(child);
-        let up = wait_for(Duration::from_secs(20), || self.serial().is_some());
+        let up = wait_for(Duration::from_secs(20), || ready(self));
         assert!(up, "dnsctl did not start:\n{}", self.log());
     }
 
