@@ -6,6 +6,8 @@
 
 pub mod events;
 pub mod health;
+pub mod notify;
 pub mod policy;
+pub mod server;
 pub mod state;
 pub mod zone;
