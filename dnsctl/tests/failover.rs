@@ -170,3 +170,103 @@ fn a_flapping_host_cannot_flap_the_zone_faster_than_the_hysteresis() {
     }
     assert!(serials.len() <= 1 + 12 / 3, "{serials:?}");
 }
+
+/// Every change is announced to the secondaries (RFC 1996 NOTIFY, answered here by a
+/// UDP socket playing the secondary), and `/metrics` reports the serial and transitions.
+#[test]
+fn every_change_notifies_the_secondaries_and_shows_in_metrics() {
+    use std::net::{SocketAddr, UdpSocket};
+    let (h1, h2, h3) = hosts();
+    let secondary_ip = support::fresh_ip();
+    let sock = UdpSocket::bind((secondary_ip, 5399)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let metrics_ip = support::fresh_ip();
+    let extra = format!(
+        "secondaries = [\"{secondary_ip}\"]\nnotify_port = 5399\nmetrics_listen = \"{metrics_ip}:9153\"\n"
+    );
+    let mut d = Dnsctl::new(&[&h1, &h2, &h3], HEALTH, &extra);
+
+    // Collect NOTIFYs (id, opcode, zone) and answer each, as a secondary does.
+    let notifies = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(u8, bool, String)>::new()));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let listener = {
+        let (notifies, stop) = (notifies.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let Ok((n, from)) = sock.recv_from(&mut buf) else {
+                    continue;
+                };
+                let msg = &buf[..n];
+                let opcode = (msg[2] >> 3) & 0x0f;
+                let aa = msg[2] & 0x04 != 0;
+                // The question name, uncompressed labels from offset 12.
+                let mut name = Vec::new();
+                let mut i = 12;
+                while i < n && msg[i] != 0 {
+                    let len = msg[i] as usize;
+                    name.push(String::from_utf8_lossy(&msg[i + 1..i + 1 + len]).into_owned());
+                    i += 1 + len;
+                }
+                notifies.lock().unwrap().push((opcode, aa, name.join(".")));
+                let mut reply = msg.to_vec();
+                reply[2] |= 0x80; // QR
+                let _ = sock.send_to(&reply, from);
+            }
+        })
+    };
+    d.start();
+    let got = |notifies: &std::sync::Mutex<Vec<(u8, bool, String)>>| notifies.lock().unwrap().len();
+    assert!(
+        wait_for(Duration::from_secs(5), || got(&notifies) >= 1),
+        "NOTIFY at start"
+    );
+    let before = got(&notifies);
+    assert!(d.cli(&["failover", "host2"]).status.success());
+    assert!(
+        wait_for(Duration::from_secs(3), || got(&notifies) > before),
+        "NOTIFY after failover"
+    );
+    let before = got(&notifies);
+    h2.set_up(false);
+    assert!(
+        wait_for(Duration::from_secs(6), || got(&notifies) > before),
+        "NOTIFY after host2 went down"
+    );
+    for (opcode, aa, zone) in notifies.lock().unwrap().iter() {
+        assert_eq!((*opcode, *aa, zone.as_str()), (4, true, "example.test"));
+    }
+
+    let (code, body) = http_get(SocketAddr::new(metrics_ip.into(), 9153), "/metrics");
+    assert_eq!(code, 200);
+    let serial = d.serial().unwrap();
+    assert!(
+        body.contains(&format!("hamail_dns_serial {serial}")),
+        "{body}"
+    );
+    assert!(
+        body.contains("hamail_dns_transitions_total{host=\"host2\",kind=\"down\"} 1"),
+        "{body}"
+    );
+    assert!(
+        body.contains("hamail_dns_operator_commands_total{kind=\"failover\"} 1"),
+        "{body}"
+    );
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    listener.join().unwrap();
+}
+
+fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let code = text[9..12].parse().unwrap();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (code, body)
+}
