@@ -176,11 +176,19 @@ impl DnsServer {
         listen: SocketAddr,
         shutdown: impl Future<Output = ()> + Send,
     ) -> std::io::Result<()> {
-        let udp = tokio::net::UdpSocket::bind(listen).await?;
-        // With port 0 the kernel picks one; TCP must use the same.
-        let tcp = tokio::net::TcpListener::bind(udp.local_addr()?).await?;
+        // hickory reads each UDP socket on one task, so one socket is one core's worth of
+        // queries. Several sockets on the same port (SO_REUSEPORT) let the kernel spread
+        // datagrams over them, one receive loop per core.
+        let first = reuseport_udp(listen)?;
+        // With port 0 the kernel picks one; the others and TCP must use the same.
+        let bound = first.local_addr()?;
+        let tcp = tokio::net::TcpListener::bind(bound).await?;
         let mut server = Server::new(Handler(Arc::clone(&self.inner)));
-        server.register_socket(udp);
+        server.register_socket(first);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        for _ in 1..cores {
+            server.register_socket(reuseport_udp(bound)?);
+        }
         server.register_listener(tcp, TCP_TIMEOUT, TCP_RESPONSE_BUFFER);
         tokio::pin!(shutdown);
         tokio::select! {
@@ -194,6 +202,16 @@ impl DnsServer {
             .await
             .map_err(|e| std::io::Error::other(format!("dns server shutdown: {e}")))
     }
+}
+
+/// A non-blocking UDP socket on `addr` with SO_REUSEPORT set.
+fn reuseport_udp(addr: SocketAddr) -> std::io::Result<tokio::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    tokio::net::UdpSocket::from_std(socket.into())
 }
 
 /// The request handler the hickory [`Server`] drives.
