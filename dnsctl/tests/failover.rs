@@ -1,9 +1,8 @@
 //! The health controller end to end: a real `dnsctl serve` probing three stand-in mail
 //! hosts, queried with `dig`, driven with the `dnsctl` CLI.
 //!
-//! Timing bounds below come from the issue ("within interval × fail_after + 1 s"); they
-//! are checked with a deadline poll (plus one interval of slack for a loaded CI machine),
-//! never by sleeping and hoping.
+//! Timing bounds below are the issue's own ("within interval × fail_after + 1 s", "within
+//! 1 s"); they are checked with a deadline poll, never by sleeping and hoping.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -36,12 +35,12 @@ fn host_death_moves_mx_and_mail_and_recovery_moves_them_back() {
 
     h1.set_up(false);
     let t0 = Instant::now();
-    // interval × fail_after + 1 s, and one more interval for CI jitter.
-    let moved = wait_for(Duration::from_secs(5), || {
+    // Within interval × fail_after + 1 s, as the issue asks (measured: 2.0–2.9 s).
+    let moved = wait_for(Duration::from_secs(4), || {
         d.mail() == Some(h2.ip.to_string())
     });
     let took = t0.elapsed();
-    assert!(moved, "mail. did not move within 5 s:\n{}", d.log());
+    assert!(moved, "mail. did not move within 4 s:\n{}", d.log());
     eprintln!("failover took {took:?}");
     // MX, mail. and the serial changed together.
     assert_eq!(
