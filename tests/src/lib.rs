@@ -196,7 +196,7 @@ pub fn wait_ready(info: &LabInfo, timeout: Duration) -> anyhow::Result<()> {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
-    while dns::query(info.dns_addr(), DOMAIN, dns::MX).map_or(true, |a| a.is_empty()) {
+    while dns::query(info.dns_addr(), DOMAIN, dns::MX).is_none_or(|a| a.is_empty()) {
         if Instant::now() > deadline {
             bail!(
                 "dnsctl did not answer; see {}",
