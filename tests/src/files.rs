@@ -108,6 +108,10 @@ health = {health}
 timeout_secs = 10
 stale_after_secs = 30
 
+[queue]                           # deliveries deferred by a lock retry soon in the lab
+retry_min_secs = 5
+retry_max_secs = 60
+
 [health]
 interval_secs = 1
 fail_after = 3
