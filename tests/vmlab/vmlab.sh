@@ -1,0 +1,153 @@
+#!/bin/bash
+# hamail's VM lab: three Debian VMs under qemu (TCG) on a bridge in a private network
+# namespace. `store` runs the kernel NFS server exporting /srv/mail (and is the
+# last-resort mail host); `host1` and `host2` mount it at /srv/mail (NFSv4.2, or v3 with
+# NFSVERS=3). The guests carry this checkout's freshly built hamail binaries.
+#
+#   tests/vmlab/vmlab.sh deps     qemu + kernel (extracted .debs; cached in $VMLAB_DIR)
+#   tests/vmlab/vmlab.sh image    Debian rootfs (cached) + hamail binaries -> base.img
+#   tests/vmlab/vmlab.sh up       netns + bridge + three VMs, NFS mounted
+#   tests/vmlab/vmlab.sh ctl VM 'cmd'   run a command in a VM (virtio-serial agent)
+#   tests/vmlab/vmlab.sh kill VM | start VM | partition VM | heal VM
+#   tests/vmlab/vmlab.sh down
+#
+# Needs root (netns, bridge, taps). No route leaves the namespace. Based on the verified
+# recipe in shared/lab-recipes/vm-nfs-lab.
+set -euo pipefail
+F=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$F/../.." && pwd)
+D=${VMLAB_DIR:-$ROOT/target/vmlab}
+NS=${VMLAB_NS:-hamail-vmlab}
+QROOT=$D/qemu-root
+ACCEL=${ACCEL:-tcg}           # /dev/kvm here is PVM, which stock kernels cannot use
+LEASE=${LEASE:-10}            # NFSv4 lease and grace, seconds
+NFSVERS=${NFSVERS:-4.2}
+PROFILE=${PROFILE:-release}   # which target/<profile> binaries go into the image
+VMS="store:store:10.0.0.1/24:52:54:00:00:00:01 host1:client:10.0.0.11/24:52:54:00:00:00:11 host2:client:10.0.0.12/24:52:54:00:00:00:12"
+mkdir -p "$D"
+
+deps() {
+  if [ -x $QROOT/usr/bin/qemu-system-x86_64 ] && ls $D/kernel/boot/vmlinuz-* >/dev/null 2>&1; then
+    return 0
+  fi
+  apt-get update -q >/dev/null
+  apt-get install -y -q --no-install-recommends debootstrap \
+     libcapstone4 libfdt1 libpmem1 librdmacm1 libibverbs1 libslirp0 libvdeplug2 >/dev/null
+  command -v qemu-img >/dev/null || apt-get install -y -q --no-install-recommends qemu-utils >/dev/null
+  mkdir -p $D/debs && cd $D/debs
+  KPKG=$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
+  # Extracted, not installed: the preinstalled backports qemu-utils breaks bookworm's
+  # qemu-system-common.
+  apt-get download qemu-system-x86 qemu-system-common qemu-system-data seabios "$KPKG" 2>/dev/null
+  rm -rf $QROOT $D/kernel && mkdir -p $QROOT $D/kernel
+  for p in qemu-system-x86 qemu-system-data seabios; do dpkg-deb -x ${p}_*.deb $QROOT; done
+  mkdir -p $D/tmpx && dpkg-deb -x qemu-system-common_*.deb $D/tmpx
+  mkdir -p $QROOT/usr/lib/x86_64-linux-gnu/qemu
+  cp $D/tmpx/usr/lib/x86_64-linux-gnu/qemu/accel-tcg-x86_64.so $QROOT/usr/lib/x86_64-linux-gnu/qemu/
+  rm -rf $D/tmpx
+  dpkg-deb -x ${KPKG}_*.deb $D/kernel
+}
+
+image() {
+  local KV R=$D/rootfs
+  KV=$(basename $D/kernel/lib/modules/*)
+  if [ ! -x $R/usr/sbin/rpc.nfsd ]; then      # the Debian part is cached
+    command -v debootstrap >/dev/null || apt-get install -y -q --no-install-recommends debootstrap >/dev/null
+    rm -rf $R
+    debootstrap --variant=minbase \
+      --include=nfs-kernel-server,nfs-common,rpcbind,python3,iproute2,kmod,procps,iputils-ping \
+      bookworm $R http://deb.debian.org/debian >$D/debootstrap.log
+    rm -rf $R/var/cache/apt/*.bin $R/var/cache/apt/archives/*.deb $R/var/lib/apt/lists/* \
+           $R/usr/share/doc/* $R/usr/share/man/* $R/usr/share/locale/*
+  fi
+  mkdir -p $R/lib/modules && rm -rf $R/lib/modules/$KV && cp -a $D/kernel/lib/modules/$KV $R/lib/modules/
+  chroot $R depmod $KV
+  install -m755 $F/vmlab-init $R/sbin/vmlab-init
+  install -m755 $F/vmlab-agent $R/usr/local/sbin/vmlab-agent
+  # hamail-spool is what the suite drives; the daemons go in when they have been built.
+  install -m755 "$ROOT/target/$PROFILE/hamail-spool" $R/usr/local/bin/hamail-spool
+  for b in hamail-agent dnsctl; do
+    [ -x "$ROOT/target/$PROFILE/$b" ] && install -m755 "$ROOT/target/$PROFILE/$b" $R/usr/local/bin/$b
+  done
+  printf '127.0.0.1 localhost\n10.0.0.1 store\n10.0.0.11 host1\n10.0.0.12 host2\n' > $R/etc/hosts
+  echo '/srv/mail 10.0.0.0/24(rw,sync,no_subtree_check,no_root_squash)' > $R/etc/exports
+  : > $R/etc/fstab; mkdir -p $R/srv/mail
+  rm -f $D/base.img
+  mkfs.ext4 -q -F -L vmroot -d $R $D/base.img 1G
+}
+
+net_up() {
+  ip netns add $NS 2>/dev/null || true
+  ip netns exec $NS sh -e -c '
+    ip link set lo up
+    ip link show br0 >/dev/null 2>&1 || ip link add br0 type bridge
+    ip link set br0 up
+    for t in tap-store tap-host1 tap-host2; do
+      ip link show $t >/dev/null 2>&1 || ip tuntap add dev $t mode tap
+      ip link set $t master br0; ip link set $t up
+    done'
+}
+
+vm_start() {   # NAME ; KEEP=1 keeps the disk overlay (a restart, not a fresh VM)
+  local NAME=$1 RUN=$D/run ROLE IP MAC KV v
+  for v in $VMS; do IFS=: read -r n r ip mac <<<"$v"; [ "$n" = "$NAME" ] && ROLE=$r IP=$ip MAC=$mac; done
+  KV=$(basename $D/kernel/lib/modules/*)
+  mkdir -p $RUN
+  rm -f $RUN/$NAME.console $RUN/$NAME.sock $RUN/$NAME.pid
+  [ "${KEEP:-0}" = 1 ] && [ -f $RUN/$NAME.qcow2 ] || \
+    qemu-img create -q -f qcow2 -b $D/base.img -F raw $RUN/$NAME.qcow2
+  QEMU_MODULE_DIR=$QROOT/usr/lib/x86_64-linux-gnu/qemu \
+  ip netns exec $NS $QROOT/usr/bin/qemu-system-x86_64 \
+    -name $NAME -machine pc -accel $ACCEL -cpu max -m 512 -smp 1 \
+    -nodefaults -no-user-config -display none -monitor none \
+    -L $QROOT/usr/share/qemu -L $QROOT/usr/share/seabios \
+    -kernel $D/kernel/boot/vmlinuz-$KV \
+    -append "console=ttyS0 root=/dev/nvme0n1 rw init=/sbin/vmlab-init vmlab.role=$ROLE vmlab.name=$NAME vmlab.ip=$IP vmlab.lease=$LEASE vmlab.nfs=$NFSVERS nfs.nfs4_unique_id=$NAME lockd.nlm_grace_period=10 panic=-1" \
+    -drive file=$RUN/$NAME.qcow2,if=none,id=root,format=qcow2,cache=unsafe \
+    -device nvme,drive=root,serial=$NAME \
+    -netdev tap,id=n0,ifname=tap-$NAME,script=no,downscript=no \
+    -device virtio-net-pci,netdev=n0,mac=$MAC,romfile= \
+    -device virtio-serial-pci \
+    -chardev socket,id=ctl,path=$RUN/$NAME.sock,server=on,wait=off \
+    -device virtserialport,chardev=ctl,name=vmlab.ctl \
+    -serial file:$RUN/$NAME.console \
+    -daemonize -pidfile $RUN/$NAME.pid
+}
+
+wait_ready() {  # NAME [timeout]
+  local i; for i in $(seq 1 $((${2:-180}*10))); do
+    grep -q VMLAB-READY $D/run/$1.console 2>/dev/null && return 0; sleep 0.1; done
+  echo "$1 not ready; console tail:" >&2; tail -20 $D/run/$1.console >&2; return 1
+}
+
+ctl() { local vm=$1; shift; "$F/vmctl" $D/run/$vm.sock --timeout ${CTL_TIMEOUT:-600} "$*"; }
+
+up() {
+  local t0=$SECONDS
+  net_up
+  for v in store host1 host2; do vm_start $v & done; wait
+  for v in store host1 host2; do wait_ready $v 240; done
+  for h in host1 host2; do ctl $h "grep -q ' /srv/mail nfs' /proc/mounts"; done
+  echo "vmlab: store + host1 + host2 up, NFS $NFSVERS at /srv/mail, in $((SECONDS - t0)) s"
+}
+
+kill_vm() { [ -f $D/run/$1.pid ] && kill -9 "$(cat $D/run/$1.pid)" 2>/dev/null || true; rm -f $D/run/$1.pid; }
+
+# Cut a VM off the bridge (both directions) / put it back.
+partition() { ip netns exec $NS ip link set tap-$1 nomaster; }
+heal() { ip netns exec $NS ip link set tap-$1 master br0; }
+
+down() {
+  for v in store host1 host2; do kill_vm $v; done
+  sleep 1; ip netns del $NS 2>/dev/null || true
+}
+
+cmd=${1:-}; shift || true
+case "$cmd" in
+  deps) deps;; image) image;; up) up;; down) down;;
+  ctl) ctl "$@";;
+  kill) kill_vm "$1";;
+  start) KEEP=1 vm_start "$1"; wait_ready "$1" 240;;
+  partition) partition "$1";; heal) heal "$1";;
+  *) echo "usage: $0 deps|image|up|down|ctl VM CMD|kill VM|start VM|partition VM|heal VM"; exit 2;;
+esac
