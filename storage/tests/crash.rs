@@ -101,6 +101,42 @@ fn killed_inside_append_at_every_step() {
     }
 }
 
+/// A torn append whose failed pages came back as NULs (what an NFS client leaves when
+/// write-back fails, e.g. the export ran full): the next locker still recognises the
+/// bytes as its own torn append and truncates them, instead of leaving them to the index
+/// rebuild, which would glue them onto the last acknowledged message.
+#[test]
+fn a_torn_append_with_zero_filled_pages_is_undone() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path();
+    run_ok(&mut gen(spool, "before", 3));
+    let (uv, _, before) = list(spool, "bob");
+    let path = mbox_path(spool, "bob");
+    let orig = std::fs::metadata(&path).unwrap().len();
+    // The child's second append dies half-way through its write...
+    let acked = killed(&mut gen(spool, "crash", 3), "append:mid-write@2");
+    assert_eq!(acked.lines().count(), 1);
+    // ...and the written half is replaced by what NFS leaves: a page-rounded run of NULs.
+    let torn = std::fs::metadata(&path).unwrap().len();
+    assert!(torn > orig);
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    let start = orig + 4096 - 1;
+    let zeros = vec![0u8; (torn.div_ceil(4096) * 4096 - start) as usize];
+    std::os::unix::fs::FileExt::write_all_at(&f, &zeros, start).unwrap();
+    drop(f);
+
+    assert_eq!(
+        verify(spool, "bob"),
+        Ok(4),
+        "3 before + 1 acknowledged, nothing glued on"
+    );
+    let (uv2, _, after) = list(spool, "bob");
+    assert_eq!(uv2, uv);
+    assert_eq!(after[..3], before[..], "earlier messages keep their UIDs");
+    let raw = std::fs::read(&path).unwrap();
+    assert!(!raw.contains(&0), "no NULs left in the mbox");
+}
+
 #[test]
 fn killed_inside_expunge_at_every_step() {
     // (step, has the expunge taken effect?)

@@ -14,6 +14,8 @@
 #   killlease   host1 is killed (qemu SIGKILL) while holding the locks: time until host2
 #               can append with a 2 s dotlock stale time (the NFSv4 lease decides)
 #   killstale   the same with a 15 s stale time (the dotlock decides)
+#   serverrestart  the NFS server VM is killed and restarted while two hosts append
+#   diskfull    the export fills up: temporary failure, intact mailbox, then recovery
 set -uo pipefail
 F=$(cd "$(dirname "$0")" && pwd)
 V="$F/vmlab.sh"
@@ -115,11 +117,51 @@ killlock() {  # STALE: dotlock stale time for the waiter
   check killlock "mailbox reads the same on host2 and store afterwards" "$([ "$l2" = "$l3" ] && [ -n "$l2" ]; echo $?)"
   "$V" start host1 >/dev/null
 }
+serverrestart() {
+  echo "== serverrestart: the NFS server is killed and restarted while host1 and host2 append"
+  ctl store "rm -rf /srv/mail/*"
+  for h in host1 host2; do
+    ctl $h "rm -f /tmp/sr.*; nohup sh -c '$S --timeout 300 append-gen --user carol --writer sr-$h --count $N --size 2000 > /tmp/sr.out 2>&1; echo \$? > /tmp/sr.rc' >/dev/null 2>&1 &"
+  done
+  ctl host1 "for i in \$(seq 600); do [ -s /srv/mail/mail/carol ] && break; sleep 0.1; done"
+  "$V" kill store
+  sleep 3
+  "$V" start store >/dev/null
+  local t0; t0=$(now)
+  for h in host1 host2; do
+    CTL_TIMEOUT=600 ctl $h "for i in \$(seq 3000); do [ -f /tmp/sr.rc ] && break; sleep 0.2; done; cat /tmp/sr.rc" > /tmp/vmlab-sr-$h.rc
+  done
+  local rc1 rc2; rc1=$(cat /tmp/vmlab-sr-host1.rc); rc2=$(cat /tmp/vmlab-sr-host2.rc)
+  local got; got=$(ctl store "$S verify --user carol")
+  echo "  writers exited $rc1 and $rc2 ($(secs $t0 "$(now)") s after the server came back); verify: '$got' of $((2 * N))"
+  check serverrestart "both writers finished (hard mount: they stalled, then went on)" "$([ "$rc1" = 0 ] && [ "$rc2" = 0 ]; echo $?)"
+  check serverrestart "every acknowledged message present once and intact" "$([ "$got" = "ok $((2 * N))" ]; echo $?)"
+}
+
+diskfull() {
+  echo "== diskfull: the export's filesystem fills up during appends"
+  ctl store "rm -rf /srv/mail/* /srv/filler; $S append-gen --user dave --writer before --count 5 --size 2000 >/dev/null"
+  # Fill the export completely (as root, so ext4's reserved blocks too: the clients
+  # write as root with no_root_squash), then free 3 MB: less than the 5 MB about to come.
+  ctl store "dd if=/dev/zero of=/srv/filler bs=1M >/dev/null 2>&1; truncate -s -3M /srv/filler; sync; df -k /srv/mail | tail -1"
+  local rc; rc=$(ctl host1 "$S append-gen --user dave --writer full --count 100 --size 50000 >/tmp/full.out 2>&1; echo \$?")
+  local err; err=$(ctl host1 "tail -1 /tmp/full.out")
+  local acked; acked=$(ctl host1 "grep -c '^full ' /tmp/full.out")
+  local mid; mid=$(ctl store "$S verify --user dave")
+  ctl store "rm -f /srv/filler"
+  local after; after=$(ctl host1 "printf 'Subject: after\\n\\nx\\n' | $S append --user dave >/dev/null; echo \$?")
+  local end; end=$(ctl store "$S verify --user dave")
+  echo "  append-gen on a full export exited $rc after $acked acknowledged ('$err'); verify while full: '$mid'; after freeing: append $after, verify '$end'"
+  check diskfull "a full export is a temporary failure (exit 75), not a crash" "$([ "$rc" = 75 ]; echo $?)"
+  check diskfull "exactly the 5 + $acked acknowledged messages, intact, while full ($mid)" "$([ "$mid" = "ok $((5 + acked))" ]; echo $?)"
+  check diskfull "delivery resumes once space is freed" "$([ "$after" = 0 ] && [ "$end" = "ok $((5 + acked))" ]; echo $?)"
+}
+
 # A short stale time leaves only the fcntl lock: that measures NFSv4 lease recovery.
 killlease() { killlock 2; }
 # The configured dotlock stale time then dominates.
 killstale() { killlock 15; }
 
-for s in ${SUITE_SCENARIOS:-multihost throughput handoff killlease killstale}; do $s; done
+for s in ${SUITE_SCENARIOS:-multihost throughput handoff killlease killstale serverrestart diskfull}; do $s; done
 [ $FAILED = 0 ] && echo "vmlab NFS suite: all checks passed" || echo "vmlab NFS suite: FAILED"
 exit $FAILED

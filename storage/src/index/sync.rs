@@ -52,7 +52,10 @@ pub enum Validity {
 
 /// Decide what `index` needs, reading at most the last message of the mbox.
 pub fn check(index: &Index, file: &File, stat: &MboxStat, path: &Path) -> Result<Validity> {
-    if index.mbox.dev != stat.dev || index.mbox.ino != stat.ino {
+    // The inode number alone names the file: st_dev is per client on NFS (each host
+    // gives the mount its own device number), so comparing it would make every host
+    // rebuild the index after every write by another host.
+    if index.mbox.ino != stat.ino {
         return Ok(Validity::Rebuild);
     }
     let covered = index.covered();

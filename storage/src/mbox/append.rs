@@ -298,11 +298,12 @@ fn write_batch(
         file.sync_data()
     })();
     if let Err(e) = written {
-        // Only a durable truncation makes the intent obsolete; if it fails, the intent
-        // stays and the next locker finishes the undo.
-        if file.set_len(orig).and_then(|_| file.sync_data()).is_ok() {
-            let _ = intent::clear(&intent_path);
-        }
+        // Undo now, but keep the intent for the next locker to check: on NFS a failed
+        // write-back (ENOSPC) can leave dirty pages that the client flushes later, at
+        // close, re-extending the file past `orig` with our bytes or NULs after this
+        // truncation succeeded (seen in the VM lab with a full export). The next
+        // `recover` truncates whatever came back, or finds nothing and clears the intent.
+        let _ = file.set_len(orig).and_then(|_| file.sync_data());
         // The mbox is as before but its mtime moved: record that, or the next open would
         // take the mailbox for edited and rebuild the index (which needs the space that
         // just ran out). The header is rewritten in place, needing no new blocks.
@@ -361,7 +362,9 @@ pub fn recover(mailbox: &Mailbox, lock: &crate::lock::WriteLock) -> Result<Repai
         let file = lock.file();
         let path = mailbox.mbox_path();
         let stat = MboxStat::of(file, path)?;
-        let same_file = i.dev == stat.dev && i.ino == stat.ino;
+        // Inode only: st_dev differs between NFS clients, and the host that recovers is
+        // often not the one that crashed.
+        let same_file = i.ino == stat.ino;
         if same_file && i.new > i.orig && stat.size >= i.new {
             let mut appended = vec![0u8; (i.new - i.orig) as usize];
             file.read_exact_at(&mut appended, i.orig).at(path)?;
@@ -374,7 +377,9 @@ pub fn recover(mailbox: &Mailbox, lock: &crate::lock::WriteLock) -> Result<Repai
                 repaired.done = i.tickets;
                 // Cleared by finish_recovery once every ticket is marked done.
                 clear_now = false;
-            } else if stat.size == i.new && is_our_prefix(file, path, &i, stat.size)? {
+            } else if is_our_prefix(file, path, &i, i.new)?
+                && is_zero(file, path, i.new, stat.size)?
+            {
                 tracing::warn!(queue_ids = ?i.queue_ids, "undoing an interrupted append");
                 truncate_back(file, path, i.orig)?;
             } else {
@@ -405,18 +410,44 @@ pub fn recover(mailbox: &Mailbox, lock: &crate::lock::WriteLock) -> Result<Repai
 /// Whether `[orig, size)` of the mbox is provably a prefix of what the interrupted append
 /// meant to write (its first bytes, and every whole block by CRC), so truncating it
 /// cannot remove mail another program appended after a crash.
+///
+/// Zero bytes count as ours: an NFS client whose write-back failed (ENOSPC, EIO) leaves
+/// the file extended over the failed pages with NULs (seen in the VM lab with a full
+/// export). No mail program writes NUL blocks, so such a range is a torn append of ours,
+/// not foreign mail, and must be truncated like any other.
 fn is_our_prefix(file: &fs::File, path: &Path, i: &Intent, size: u64) -> Result<bool> {
     let len = (size - i.orig) as usize;
     let mut data = vec![0u8; len];
     file.read_exact_at(&mut data, i.orig).at(path)?;
     let head = i.head.len().min(len);
-    if data[..head] != i.head[..head] {
+    if !data[..head]
+        .iter()
+        .zip(&i.head[..head])
+        .all(|(d, h)| d == h || *d == 0)
+    {
         return Ok(false);
     }
     Ok(data
         .chunks_exact(intent::BLOCK_CRC_SIZE)
         .zip(&i.block_crcs)
-        .all(|(block, crc)| crc32fast::hash(block) == *crc))
+        .all(|(block, crc)| crc32fast::hash(block) == *crc || block.iter().all(|b| *b == 0)))
+}
+
+/// Whether `[from, to)` of the mbox is all NUL bytes (true when empty): the page
+/// rounding an NFS client leaves after a failed write-back.
+fn is_zero(file: &fs::File, path: &Path, from: u64, to: u64) -> Result<bool> {
+    // In chunks, stopping at the first byte of mail: what follows may be large.
+    let mut buf = vec![0u8; 64 << 10];
+    let mut at = from;
+    while at < to {
+        let n = buf.len().min((to - at) as usize);
+        file.read_exact_at(&mut buf[..n], at).at(path)?;
+        if buf[..n].iter().any(|b| *b != 0) {
+            return Ok(false);
+        }
+        at += n as u64;
+    }
+    Ok(true)
 }
 
 fn truncate_back(file: &fs::File, path: &Path, orig: u64) -> Result<()> {

@@ -402,7 +402,8 @@ fn sync_index(mailbox: &Mailbox, file: &File) -> Result<Index> {
     // index beside the old one.
     let new_path = index::file_beside(&index_path);
     if let Ok(Some(idx)) = Index::load(&new_path) {
-        if idx.mbox.ino == stat.ino && idx.mbox.dev == stat.dev && idx.mbox.size == stat.size {
+        // Inode only: st_dev differs between NFS clients (see `index::sync::check`).
+        if idx.mbox.ino == stat.ino && idx.mbox.size == stat.size {
             std::fs::rename(&new_path, &index_path).at(&index_path)?;
             return Ok(idx);
         }
