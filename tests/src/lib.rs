@@ -125,19 +125,19 @@ impl LabInfo {
         Ok(())
     }
 
-    pub fn host(&self, name: &str) -> anyhow::Result<&HostInfo> {
-        self.hosts.iter().find(|h| h.name == name).with_context(|| {
-            let names: Vec<&str> = self.hosts.iter().map(|h| h.name.as_str()).collect();
-            format!("no host {name:?} in the lab (hosts: {})", names.join(", "))
-        })
+    /// The position of host `name` in `hosts`; the error lists the lab's hosts.
+    pub fn host_index(&self, name: &str) -> anyhow::Result<usize> {
+        self.hosts
+            .iter()
+            .position(|h| h.name == name)
+            .with_context(|| {
+                let names: Vec<&str> = self.hosts.iter().map(|h| h.name.as_str()).collect();
+                format!("no host {name:?} in the lab (hosts: {})", names.join(", "))
+            })
     }
 
-    fn host_mut(&mut self, name: &str) -> anyhow::Result<&mut HostInfo> {
-        self.host(name)?;
-        self.hosts
-            .iter_mut()
-            .find(|h| h.name == name)
-            .context("host vanished")
+    pub fn host(&self, name: &str) -> anyhow::Result<&HostInfo> {
+        Ok(&self.hosts[self.host_index(name)?])
     }
 
     pub fn addr(&self, host: usize, port: u16) -> SocketAddr {
@@ -181,26 +181,29 @@ pub fn up(opts: &Options) -> anyhow::Result<LabInfo> {
 /// Wait until every host's `/healthz` says 200 and DNS answers with an MX.
 pub fn wait_ready(info: &LabInfo, timeout: Duration) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
-    for (i, h) in info.hosts.iter().enumerate() {
-        while !procs::healthy(info.addr(i, PORTS.health)) {
-            if Instant::now() > deadline {
-                bail!(
-                    "{} did not become healthy; see {}",
-                    h.name,
-                    info.dir
-                        .join("logs")
-                        .join(format!("{}.log", h.name))
-                        .display()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+    for i in 0..info.hosts.len() {
+        wait_healthy(info, i, deadline)?;
     }
     while dns::query(info.dns_addr(), DOMAIN, dns::MX).is_none_or(|a| a.is_empty()) {
         if Instant::now() > deadline {
             bail!(
                 "dnsctl did not answer; see {}",
                 info.dir.join("logs/dnsctl.log").display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+/// Wait until host `i`'s `/healthz` says 200; the error points at its log.
+fn wait_healthy(info: &LabInfo, i: usize, deadline: Instant) -> anyhow::Result<()> {
+    while !procs::healthy(info.addr(i, PORTS.health)) {
+        if Instant::now() > deadline {
+            let name = &info.hosts[i].name;
+            bail!(
+                "{name} did not become healthy; see {}",
+                info.dir.join("logs").join(format!("{name}.log")).display()
             );
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -226,10 +229,9 @@ pub fn down(dir: &Path) -> anyhow::Result<LabInfo> {
 /// Stop one agent (SIGTERM, or SIGKILL with `kill`).
 pub fn stop_host(dir: &Path, name: &str, kill: bool) -> anyhow::Result<LabInfo> {
     let mut info = LabInfo::load(dir)?;
-    let config = info.config.clone();
-    let host = info.host_mut(name)?;
-    match host.pid.take() {
-        Some(pid) => procs::stop(pid, &config, kill),
+    let i = info.host_index(name)?;
+    match info.hosts[i].pid.take() {
+        Some(pid) => procs::stop(pid, &info.config, kill),
         None => bail!("{name} is not running"),
     }
     info.save()?;
@@ -239,11 +241,7 @@ pub fn stop_host(dir: &Path, name: &str, kill: bool) -> anyhow::Result<LabInfo> 
 /// Start one agent again and wait until it is healthy.
 pub fn start_host(dir: &Path, name: &str) -> anyhow::Result<LabInfo> {
     let mut info = LabInfo::load(dir)?;
-    let i = info
-        .hosts
-        .iter()
-        .position(|h| h.name == name)
-        .with_context(|| format!("no host {name:?} in the lab"))?;
+    let i = info.host_index(name)?;
     if let Some(pid) = info.hosts[i].pid {
         if procs::alive(pid, &info.config) {
             bail!("{name} is already running (pid {pid})");
@@ -252,12 +250,6 @@ pub fn start_host(dir: &Path, name: &str) -> anyhow::Result<LabInfo> {
     let bins = procs::Binaries::find()?;
     info.hosts[i].pid = Some(procs::start_agent(&bins, &info, i)?);
     info.save()?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !procs::healthy(info.addr(i, PORTS.health)) {
-        if Instant::now() > deadline {
-            bail!("{name} did not become healthy");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_healthy(&info, i, Instant::now() + Duration::from_secs(30))?;
     Ok(info)
 }
