@@ -41,6 +41,41 @@ pub struct HealthContext {
     listeners: Mutex<BTreeMap<&'static str, bool>>,
     /// A spool probe is still running (a hung NFS server must not pile them up).
     probing: Arc<AtomicBool>,
+    /// One probe at a time: `/healthz` and the background watch wait for each other
+    /// instead of reporting the other's probe as a hang.
+    probe_turn: tokio::sync::Mutex<()>,
+    /// The last probe's verdict, for the protocols (SMTP refuses mail with 451 while the
+    /// spool cannot be written).
+    status: SpoolStatus,
+}
+
+/// Whether the last spool probe wrote and fsynced within the deadline. Shared with the
+/// SMTP sessions, which answer RCPT with 451 instead of accepting mail they could not
+/// store (a host cut off from the NFS server would otherwise block each message forever
+/// on its hard mount).
+#[derive(Debug, Clone)]
+pub struct SpoolStatus(Arc<AtomicBool>);
+
+impl Default for SpoolStatus {
+    fn default() -> Self {
+        SpoolStatus(Arc::new(AtomicBool::new(true)))
+    }
+}
+
+impl SpoolStatus {
+    pub fn is_ok(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    fn set(&self, ok: bool) {
+        if self.0.swap(ok, Ordering::SeqCst) != ok {
+            if ok {
+                tracing::info!("spool writable again");
+            } else {
+                tracing::warn!("spool probe failed: refusing mail with 451 until it recovers");
+            }
+        }
+    }
 }
 
 impl HealthContext {
@@ -61,6 +96,26 @@ impl HealthContext {
             shutdown,
             listeners: Mutex::new(BTreeMap::new()),
             probing: Arc::new(AtomicBool::new(false)),
+            probe_turn: tokio::sync::Mutex::new(()),
+            status: SpoolStatus::default(),
+        }
+    }
+
+    /// The spool verdict the protocols consult.
+    pub fn spool_status(&self) -> SpoolStatus {
+        self.status.clone()
+    }
+
+    /// Probe the spool every `every` until shutdown, so the verdict stays current even
+    /// when nobody asks `/healthz`.
+    pub async fn watch_spool(self: Arc<Self>, every: Duration) {
+        let mut shutdown = self.shutdown.clone();
+        loop {
+            self.check_spool().await;
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = shutdown.wait() => return,
+            }
         }
     }
 
@@ -130,10 +185,24 @@ impl HealthContext {
 
     /// Write and fsync a probe file on the spool within the deadline.
     async fn check_spool(&self) -> Value {
-        if self.probing.swap(true, Ordering::SeqCst) {
-            return json!({"ok": false, "error": "previous spool probe still running"});
-        }
         let started = Instant::now();
+        let (ok, v) = self.probe_spool(started).await;
+        self.status.set(ok);
+        v
+    }
+
+    async fn probe_spool(&self, started: Instant) -> (bool, Value) {
+        let deadline = format!("no fsync within {} ms", self.spool_deadline.as_millis());
+        let Ok(_turn) = tokio::time::timeout(self.spool_deadline, self.probe_turn.lock()).await
+        else {
+            return (false, json!({"ok": false, "error": deadline}));
+        };
+        if self.probing.swap(true, Ordering::SeqCst) {
+            return (
+                false,
+                json!({"ok": false, "error": "previous spool probe still running"}),
+            );
+        }
         let path = self
             .spool
             .root()
@@ -145,13 +214,15 @@ impl HealthContext {
             probing.store(false, Ordering::SeqCst);
             result
         });
-        match tokio::time::timeout(self.spool_deadline, task).await {
-            Ok(Ok(Ok(()))) => json!({"ok": true, "ms": started.elapsed().as_millis() as u64}),
-            Ok(Ok(Err(e))) => json!({"ok": false, "error": e.to_string()}),
-            Ok(Err(e)) => json!({"ok": false, "error": e.to_string()}),
-            Err(_) => {
-                json!({"ok": false, "error": format!("no fsync within {} ms", self.spool_deadline.as_millis())})
-            }
+        let left = self.spool_deadline.saturating_sub(started.elapsed());
+        match tokio::time::timeout(left, task).await {
+            Ok(Ok(Ok(()))) => (
+                true,
+                json!({"ok": true, "ms": started.elapsed().as_millis() as u64}),
+            ),
+            Ok(Ok(Err(e))) => (false, json!({"ok": false, "error": e.to_string()})),
+            Ok(Err(e)) => (false, json!({"ok": false, "error": e.to_string()})),
+            Err(_) => (false, json!({"ok": false, "error": deadline})),
         }
     }
 }

@@ -77,7 +77,13 @@ pub async fn run(config: Arc<ClusterConfig>, host_name: &str) -> anyhow::Result<
         command_timeout: Duration::from_secs(config.limits.command_timeout_secs),
         data_timeout: Duration::from_secs(config.limits.data_timeout_secs),
         on_queued: Box::new(move || relay.kick()),
+        spool_status: health.spool_status(),
     });
+    tokio::spawn(
+        health
+            .clone()
+            .watch_spool(Duration::from_secs(config.health.interval_secs.max(1))),
+    );
 
     let l = &config.listeners;
     for (name, port, kind, implicit_tls) in [

@@ -11,119 +11,7 @@ mod support;
 
 use support::*;
 
-const SCRIPT: &str = r#"
-import imaplib, random, re, smtplib, sys, threading, time
-hosts = sys.argv[1:3]
-random.seed(int(sys.argv[3]))
-imaplib.Commands.setdefault("MOVE", ("SELECTED",))
-
-sessions = []
-for i in range(4):
-    M = imaplib.IMAP4(hosts[i % 2], 2143)
-    M.login("carol", "carol-pw")
-    assert M.select("INBOX")[0] == "OK"
-    sessions.append(M)
-assert sessions[0].create("Other")[0] == "OK"
-
-expected = set()      # Message-IDs that must be in INBOX at the end
-removed = set()       # deliberately expunged
-copies = 0
-lock = threading.Lock()
-pause = threading.Event(); pause.set()
-stop = threading.Event()
-
-def deliverer():
-    n = 0
-    while not stop.is_set():
-        pause.wait()
-        mid = f"smtp{n}@test"
-        s = smtplib.SMTP(hosts[n % 2], 2525)
-        s.sendmail("x@remote.test", ["carol@example.test"], f"Message-ID: <{mid}>\r\nSubject: {mid}\r\n\r\nvia smtp\r\n".encode())
-        s.quit()
-        with lock:
-            expected.add(mid)
-        n += 1
-        time.sleep(0.02)
-t = threading.Thread(target=deliverer, daemon=True); t.start()
-
-def uids_flags(M):
-    typ, data = M.uid("FETCH", "1:*", "(FLAGS)")
-    assert typ == "OK", data
-    out = {}
-    for d in data:
-        if d is None: continue
-        d = d if isinstance(d, bytes) else d[0]
-        m = re.search(rb"UID (\d+)", d)
-        if m is None: continue   # an earlier unsolicited FLAGS update, not our answer
-        uid = int(m.group(1))
-        flags = sorted(f for f in re.search(rb"FLAGS \(([^)]*)\)", d).group(1).split() if f != b"\\Recent")
-        out[uid] = flags
-    return out
-
-def mids(M, uids):
-    if not uids: return {}
-    typ, data = M.uid("FETCH", ",".join(map(str, uids)), "(BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")
-    out = {}
-    for d in data:
-        if isinstance(d, tuple) and re.search(rb"UID (\d+)", d[0]):
-            uid = int(re.search(rb"UID (\d+)", d[0]).group(1))
-            out[uid] = re.search(rb"<([^>]*)>", d[1]).group(1).decode()
-    return out
-
-for round in range(60):
-    M = random.choice(sessions)
-    op = random.random()
-    typ, data = M.search(None, "ALL")
-    seqs = data[0].split() if data[0] else []
-    if op < 0.3:
-        mid = f"app{round}@test"
-        typ, _ = M.append("INBOX", None, None, f"Message-ID: <{mid}>\r\nSubject: {mid}\r\n\r\nappended\r\n".encode())
-        assert typ == "OK"
-        expected.add(mid)
-    elif op < 0.6 and seqs:
-        M.store(random.choice(seqs), random.choice(["+FLAGS", "-FLAGS"]), random.choice(["(\\Seen)", "(\\Flagged)", "($Label1)", "(\\Answered \\Draft)"]))
-    elif op < 0.8 and seqs:
-        seq = random.choice(seqs)
-        typ, data = M.fetch(seq, "(UID BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")
-        if typ == "OK" and isinstance(data[0], tuple):
-            mid = re.search(rb"<([^>]*)>", data[0][1]).group(1).decode()
-            M.store(seq, "+FLAGS", "(\\Deleted)")
-            typ, _ = M.expunge()
-            assert typ == "OK"
-            removed.add(mid)
-    elif seqs:
-        typ, data = M.copy(random.choice(seqs), "Other")
-        assert typ == "OK", data
-        copies += 1
-    if round % 10 == 9:
-        # Checkpoint: quiesce SMTP, everyone catches up, everyone agrees.
-        pause.clear(); time.sleep(0.2)
-        views = []
-        for S in sessions:
-            assert S.noop()[0] == "OK"
-            typ, data = S.search(None, "ALL")
-            count = len(data[0].split()) if data[0] else 0
-            uf = uids_flags(S)
-            assert count == len(uf), (count, len(uf))
-            views.append(uf)
-        for v in views[1:]:
-            assert v == views[0], ("sessions disagree", round, views[0], v)
-        pause.set()
-
-stop.set(); t.join()
-time.sleep(0.2)
-for S in sessions: S.noop()
-final = uids_flags(sessions[0])
-got = mids(sessions[0], sorted(final))
-values = list(got.values())
-assert len(values) == len(set(values)), "duplicated messages"
-want = expected - removed
-assert set(values) == want, ("lost or unexpected", want - set(values), set(values) - want)
-typ, data = sessions[1].status("Other", "(MESSAGES)")
-assert f"MESSAGES {copies}".encode() in data[0], (data, copies)
-for S in sessions: S.logout()
-print("ok", len(values), copies)
-"#;
+const SCRIPT: &str = include_str!("support/imap_checkpoint.py");
 
 #[test]
 fn four_sessions_on_two_hosts_agree_at_every_checkpoint() {
@@ -137,7 +25,15 @@ fn four_sessions_on_two_hosts_agree_at_every_checkpoint() {
     let seed = std::process::id().to_string();
     let out = python(
         SCRIPT,
-        &[&lab.ips[0].to_string(), &lab.ips[1].to_string(), &seed],
+        &[
+            &lab.ips[0].to_string(),
+            &lab.ips[1].to_string(),
+            &seed,
+            "carol",
+            "carol-pw",
+            "2143",
+            "2525",
+        ],
     );
     assert!(out.starts_with("ok "), "{out}");
 }

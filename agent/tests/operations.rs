@@ -7,6 +7,7 @@ mod support;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use support::*;
 
@@ -112,6 +113,31 @@ fn healthz_reports_checks_and_fails_when_the_spool_is_unwritable() {
     assert_eq!(v["checks"]["spool"]["ok"], false);
     assert_eq!(v["checks"]["auth"]["ok"], true);
     assert_eq!(http_get(lab.addr(0, HEALTH), "/nope").unwrap().0, 404);
+
+    // While the spool fails, SMTP takes no mail it could not store: RCPT answers 451
+    // (the background probe notices within its 1 s interval even without /healthz).
+    let rcpt = || {
+        let (mut raw, _) = Raw::connect(lab.addr(0, SMTP));
+        raw.cmd("EHLO m.test");
+        raw.cmd("MAIL FROM:<a@remote.test>");
+        raw.cmd("RCPT TO:<alice@example.test>")
+    };
+    let mut last = (0, String::new());
+    let refused = wait_for(Duration::from_secs(5), || {
+        last = rcpt();
+        last.0 == 451
+    });
+    assert!(refused, "RCPT while the spool fails: {last:?}");
+    assert!(
+        last.1.contains("4.3.0") && last.1.contains("store"),
+        "{last:?}"
+    );
+    std::fs::remove_file(&health_dir).unwrap();
+    let accepted = wait_for(Duration::from_secs(5), || {
+        last = rcpt();
+        last.0 == 250
+    });
+    assert!(accepted, "RCPT once the spool works again: {last:?}");
 }
 
 fn deliver(lab: &Lab, args: &[&str], input: &[u8]) -> (i32, String) {

@@ -44,8 +44,48 @@ pub fn write_synced(path: &Path, data: &[u8]) -> Result<()> {
     f.sync_all().at(path)
 }
 
+/// rename(2) for a `from` that only this caller uses (its own temporary, or a file under
+/// its lock). NFSv3 RENAME is not idempotent: when the server's reply is lost and the
+/// client retransmits, a server whose duplicate-request cache has forgotten the first
+/// call answers the retry with ENOENT, although the rename was done. So ENOENT with
+/// `from` gone and `to` present is the success it stands for.
+pub fn rename(from: &Path, to: &Path) -> std::io::Result<()> {
+    match std::fs::rename(from, to) {
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                && !from.exists()
+                && to.symlink_metadata().is_ok() =>
+        {
+            tracing::info!(from = %from.display(), to = %to.display(),
+                "rename answered ENOENT but is done (a retransmitted NFS RENAME)");
+            Ok(())
+        }
+        r => r,
+    }
+}
+
 /// fsync the directory containing `path`, making a rename or create in it durable.
 pub fn fsync_dir(path: &Path) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     File::open(dir).and_then(|d| d.sync_all()).at(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_retransmitted_rename_that_finds_its_work_done_succeeds() {
+        let dir = tempfile::tempdir().unwrap();
+        let (from, to) = (dir.path().join("tmp.1"), dir.path().join("p.1"));
+        std::fs::write(&from, b"x").unwrap();
+        rename(&from, &to).unwrap();
+        // The retry of the same RENAME: the server says ENOENT, the work is done.
+        assert!(std::fs::rename(&from, &to).is_err());
+        rename(&from, &to).unwrap();
+        assert_eq!(std::fs::read(&to).unwrap(), b"x");
+        // Neither name there: a real error.
+        let err = rename(&dir.path().join("tmp.2"), &dir.path().join("p.2")).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+    }
 }

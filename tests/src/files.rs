@@ -77,12 +77,17 @@ pub fn write_all(dir: &Path, opts: &Options) -> anyhow::Result<LabInfo> {
     std::fs::write(dir.join("aliases"), "postmaster: alice\ninfo: alice, bob\n")?;
     certificates(dir, &hosts, opts.base)?;
 
-    let d = dir.display();
+    let installed = opts.install_dir.as_deref().unwrap_or(dir);
+    let spool = opts
+        .spool
+        .clone()
+        .unwrap_or_else(|| installed.join("spool"));
+    let d = installed.display();
     let mut config = format!(
         r#"# Written by hamail-lab; every host uses the same ports on its own address.
 [cluster]
 domains = ["{DOMAIN}"]
-spool = "{d}/spool"
+spool = "{spool}"
 
 [auth]
 backend = "file"
@@ -133,6 +138,7 @@ probe_timeout_ms = 500
         pop3s = PORTS.pop3s,
         health = PORTS.health,
         base = opts.base,
+        spool = spool.display(),
     );
     for h in &hosts {
         config.push_str(&format!(
@@ -144,12 +150,13 @@ probe_timeout_ms = 500
     std::fs::write(&config_path, config)?;
     // The agents and dnsctl parse it the same way; fail here, with the reason, if not.
     hamail_storage::cluster::ClusterConfig::load(&config_path)?;
+    let info_dir = installed.to_path_buf();
     Ok(LabInfo {
         domain: DOMAIN.to_string(),
-        dir: dir.to_path_buf(),
-        config: config_path,
-        spool: dir.join("spool"),
-        ca_cert: dir.join("ca.pem"),
+        config: info_dir.join("hamail.toml"),
+        spool,
+        ca_cert: info_dir.join("ca.pem"),
+        dir: info_dir,
         dns: DnsInfo {
             address: IpAddr::V4(opts.base),
             port: DNS_PORT,

@@ -91,6 +91,12 @@ pub struct Options {
     pub hosts: usize,
     /// dnsctl's address; hosts take the next ones (`127.0.0.10` → hosts on .11, .12, ...).
     pub base: Ipv4Addr,
+    /// Where the files will live when they are used somewhere else (the VM lab copies
+    /// them to `/etc/hamail` in each guest); paths in `hamail.toml` point there. Default:
+    /// `dir`.
+    pub install_dir: Option<PathBuf>,
+    /// The spool path in `hamail.toml`; default `<install_dir>/spool`.
+    pub spool: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -99,6 +105,8 @@ impl Default for Options {
             dir: PathBuf::from("lab"),
             hosts: 3,
             base: Ipv4Addr::new(127, 0, 0, 10),
+            install_dir: None,
+            spool: None,
         }
     }
 }
@@ -147,6 +155,22 @@ impl LabInfo {
     pub fn dns_addr(&self) -> SocketAddr {
         SocketAddr::new(self.dns.address, self.dns.port)
     }
+}
+
+/// Only write the lab's files into `opts.dir`, for a cluster run elsewhere (the VM lab):
+/// `lab.json` there describes it, with paths as installed (`opts.install_dir`).
+pub fn write_config(opts: &Options) -> anyhow::Result<LabInfo> {
+    if opts.hosts == 0 || opts.hosts > 200 {
+        bail!("--hosts must be between 1 and 200");
+    }
+    std::fs::create_dir_all(&opts.dir)
+        .with_context(|| format!("cannot create {}", opts.dir.display()))?;
+    let info = files::write_all(&opts.dir, opts)?;
+    std::fs::write(
+        LabInfo::path(&opts.dir),
+        serde_json::to_string_pretty(&info)?,
+    )?;
+    Ok(info)
 }
 
 /// Bring a lab up in `opts.dir` (created; an existing running lab there is an error).

@@ -5,7 +5,7 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use hamail_lab::{LabInfo, Options};
 
 #[derive(Debug, Parser)]
@@ -15,17 +15,36 @@ struct Cli {
     command: Command,
 }
 
+/// Where the lab's files go and what cluster they describe.
+#[derive(Debug, Args)]
+struct ClusterArgs {
+    #[arg(long, default_value = "lab")]
+    dir: PathBuf,
+    #[arg(long, default_value_t = 3)]
+    hosts: usize,
+    /// dnsctl's address; hosts use the following ones.
+    #[arg(long, default_value = "127.0.0.10")]
+    base: Ipv4Addr,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Write the config, certificates and demo users, start every agent and dnsctl.
     Up {
-        #[arg(long, default_value = "lab")]
-        dir: PathBuf,
-        #[arg(long, default_value_t = 3)]
-        hosts: usize,
-        /// dnsctl's address; hosts use the following ones.
-        #[arg(long, default_value = "127.0.0.10")]
-        base: Ipv4Addr,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
+    /// Only write the files (config, certificates, users, `lab.json`) for a cluster that
+    /// runs elsewhere: the VM lab uses this, with `--install-dir /etc/hamail`.
+    Config {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        /// Where the files will be installed (paths in hamail.toml point there).
+        #[arg(long)]
+        install_dir: Option<PathBuf>,
+        /// The spool path (default INSTALL_DIR/spool).
+        #[arg(long)]
+        spool: Option<PathBuf>,
     },
     /// Stop everything the lab started; the spool stays.
     Down {
@@ -65,9 +84,33 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Up { dir, hosts, base } => {
-            let info = hamail_lab::up(&Options { dir, hosts, base })?;
+        Command::Up {
+            cluster: ClusterArgs { dir, hosts, base },
+        } => {
+            let info = hamail_lab::up(&Options {
+                dir,
+                hosts,
+                base,
+                ..Options::default()
+            })?;
             print_tour(&info);
+        }
+        Command::Config {
+            cluster: ClusterArgs { dir, hosts, base },
+            install_dir,
+            spool,
+        } => {
+            let info = hamail_lab::write_config(&Options {
+                dir,
+                hosts,
+                base,
+                install_dir,
+                spool,
+            })?;
+            println!(
+                "wrote the lab files (paths as installed in {})",
+                info.dir.display()
+            );
         }
         Command::Down { dir } => {
             let info = hamail_lab::down(&dir)?;

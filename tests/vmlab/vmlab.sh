@@ -7,7 +7,11 @@
 #   tests/vmlab/vmlab.sh deps     qemu + kernel (extracted .debs; cached in $VMLAB_DIR)
 #   tests/vmlab/vmlab.sh image    Debian rootfs (cached) + hamail binaries -> base.img
 #   tests/vmlab/vmlab.sh up       netns + bridge + three VMs, NFS mounted
+#   tests/vmlab/vmlab.sh services write a cluster config (hamail-lab config) into every
+#                                 VM and start hamail-agent on each, dnsctl on store
 #   tests/vmlab/vmlab.sh ctl VM 'cmd'   run a command in a VM (virtio-serial agent)
+#   tests/vmlab/vmlab.sh client 'cmd'   run a command on the lab's bridge (10.0.0.254),
+#                                 the mail clients' side
 #   tests/vmlab/vmlab.sh kill VM | start VM | partition VM | heal VM
 #   tests/vmlab/vmlab.sh down
 #
@@ -23,7 +27,12 @@ ACCEL=${ACCEL:-tcg}           # /dev/kvm here is PVM, which stock kernels cannot
 LEASE=${LEASE:-10}            # NFSv4 lease and grace, seconds
 NFSVERS=${NFSVERS:-4.2}
 PROFILE=${PROFILE:-release}   # which target/<profile> binaries go into the image
-VMS="store:store:10.0.0.1/24:52:54:00:00:00:01 host1:client:10.0.0.11/24:52:54:00:00:00:11 host2:client:10.0.0.12/24:52:54:00:00:00:12"
+# name:role:address:mail host:extra addresses:mac. store is the NFS server (10.0.0.1),
+# host3 (10.0.0.13) and the DNS server (10.0.0.10, dnsctl's address in the config).
+VMS="store:store:10.0.0.1/24:host3:10.0.0.10/24,10.0.0.13/24:52:54:00:00:00:01
+host1:client:10.0.0.11/24:host1::52:54:00:00:00:11
+host2:client:10.0.0.12/24:host2::52:54:00:00:00:12"
+ETC=$D/run/etc                # the cluster config the guests get (hamail-lab config)
 mkdir -p "$D"
 
 deps() {
@@ -64,6 +73,7 @@ image() {
   chroot $R depmod $KV
   install -m755 $F/vmlab-init $R/sbin/vmlab-init
   install -m755 $F/vmlab-agent $R/usr/local/sbin/vmlab-agent
+  install -m755 $F/vmlab-services $R/usr/local/sbin/vmlab-services
   # hamail-spool is what the suite drives; the daemons go in when they have been built.
   install -m755 "$ROOT/target/$PROFILE/hamail-spool" $R/usr/local/bin/hamail-spool
   for b in hamail-agent dnsctl; do
@@ -82,6 +92,7 @@ net_up() {
     ip link set lo up
     ip link show br0 >/dev/null 2>&1 || ip link add br0 type bridge
     ip link set br0 up
+    ip addr replace 10.0.0.254/24 dev br0
     for t in tap-store tap-host1 tap-host2; do
       ip link show $t >/dev/null 2>&1 || ip tuntap add dev $t mode tap
       ip link set $t master br0; ip link set $t up
@@ -89,8 +100,11 @@ net_up() {
 }
 
 vm_start() {   # NAME ; KEEP=1 keeps the disk overlay (a restart, not a fresh VM)
-  local NAME=$1 RUN=$D/run ROLE IP MAC KV v
-  for v in $VMS; do IFS=: read -r n r ip mac <<<"$v"; [ "$n" = "$NAME" ] && ROLE=$r IP=$ip MAC=$mac; done
+  local NAME=$1 RUN=$D/run ROLE IP MAC KV v MH EXTRA
+  for v in $VMS; do
+    IFS=: read -r n r ip mh extra mac <<<"$v"
+    [ "$n" = "$NAME" ] && ROLE=$r IP=$ip MAC=$mac MH=$mh EXTRA=$extra
+  done
   KV=$(basename $D/kernel/lib/modules/*)
   mkdir -p $RUN
   rm -f $RUN/$NAME.console $RUN/$NAME.sock $RUN/$NAME.pid
@@ -102,7 +116,7 @@ vm_start() {   # NAME ; KEEP=1 keeps the disk overlay (a restart, not a fresh VM
     -nodefaults -no-user-config -display none -monitor none \
     -L $QROOT/usr/share/qemu -L $QROOT/usr/share/seabios \
     -kernel $D/kernel/boot/vmlinuz-$KV \
-    -append "console=ttyS0 root=/dev/nvme0n1 rw init=/sbin/vmlab-init vmlab.role=$ROLE vmlab.name=$NAME vmlab.ip=$IP vmlab.lease=$LEASE vmlab.nfs=$NFSVERS nfs.nfs4_unique_id=$NAME lockd.nlm_grace_period=10 panic=-1" \
+    -append "console=ttyS0 root=/dev/nvme0n1 rw init=/sbin/vmlab-init vmlab.role=$ROLE vmlab.name=$NAME vmlab.ip=$IP vmlab.lease=$LEASE vmlab.nfs=$NFSVERS vmlab.mailhost=$MH vmlab.extra=$EXTRA nfs.nfs4_unique_id=$NAME lockd.nlm_grace_period=10 panic=-1" \
     -drive file=$RUN/$NAME.qcow2,if=none,id=root,format=qcow2,cache=unsafe \
     -device nvme,drive=root,serial=$NAME \
     -netdev tap,id=n0,ifname=tap-$NAME,script=no,downscript=no \
@@ -131,6 +145,31 @@ up() {
   echo "vmlab: store + host1 + host2 up, NFS $NFSVERS at /srv/mail, in $((SECONDS - t0)) s"
 }
 
+# The cluster config for the guests: hosts on 10.0.0.11-13, dnsctl on 10.0.0.10, the
+# spool at /srv/mail; lab.json (users, passwords, ports) stays here for the clients.
+services() {
+  local bin=$ROOT/target/$PROFILE/hamail-lab tgz v
+  [ -x "$bin" ] || bin=$ROOT/target/debug/hamail-lab
+  rm -rf "$ETC"
+  "$bin" config --dir "$ETC" --base 10.0.0.10 --install-dir /etc/hamail --spool /srv/mail >/dev/null
+  rm -rf "$ETC/spool" "$ETC/logs"
+  [ -n "${SERVICES_EXTRA:-}" ] && printf '%s\n' "$SERVICES_EXTRA" >> "$ETC/hamail.toml"
+  tgz=$(tar -C "$ETC" -cz . | base64 -w0)
+  for v in store host1 host2; do
+    ctl $v "vmlab-services stop; rm -rf /etc/hamail && mkdir -p /etc/hamail && echo $tgz | base64 -d | tar --warning=no-timestamp -xz -C /etc/hamail && sync && vmlab-services start"
+  done
+  # Every agent healthy and dnsctl answering, or say which is not.
+  for v in host1:10.0.0.11 host2:10.0.0.12 store:10.0.0.13; do
+    client "for i in \$(seq 300); do python3 -c 'import urllib.request,sys; urllib.request.urlopen(\"http://${v#*:}:2080/healthz\", timeout=2)' 2>/dev/null && exit 0; sleep 0.2; done; echo '${v%%:*} agent not healthy' >&2; exit 1" \
+      || { ctl ${v%%:*} "tail -20 /var/log/hamail/agent.log" >&2; return 1; }
+  done
+  client "for i in \$(seq 150); do dig +short +time=1 +tries=1 -p 5353 @10.0.0.10 mail.example.test A | grep -q . && exit 0; sleep 0.2; done; exit 1" \
+    || { ctl store "tail -20 /var/log/hamail/dnsctl.log" >&2; return 1; }
+}
+
+# A command on the bridge side (the mail clients' network), inside the namespace.
+client() { ip netns exec $NS bash -c "$*"; }
+
 kill_vm() { [ -f $D/run/$1.pid ] && kill -9 "$(cat $D/run/$1.pid)" 2>/dev/null || true; rm -f $D/run/$1.pid; }
 
 # Cut a VM off the bridge (both directions) / put it back.
@@ -146,8 +185,10 @@ cmd=${1:-}; shift || true
 case "$cmd" in
   deps) deps;; image) image;; up) up;; down) down;;
   ctl) ctl "$@";;
+  client) client "$@";;
+  services) services;;
   kill) kill_vm "$1";;
   start) KEEP=1 vm_start "$1"; wait_ready "$1" 240;;
   partition) partition "$1";; heal) heal "$1";;
-  *) echo "usage: $0 deps|image|up|down|ctl VM CMD|kill VM|start VM|partition VM|heal VM"; exit 2;;
+  *) echo "usage: $0 deps|image|up|down|services|ctl VM CMD|client CMD|kill VM|start VM|partition VM|heal VM"; exit 2;;
 esac

@@ -39,6 +39,8 @@ pub struct SmtpContext {
     pub data_timeout: Duration,
     /// Called after a message was put into the queue (wakes the relay runner).
     pub on_queued: Box<dyn Fn() + Send + Sync>,
+    /// The health probe's spool verdict: recipients get 451 while it is failing.
+    pub spool_status: crate::health::SpoolStatus,
 }
 
 impl std::fmt::Debug for SmtpContext {
@@ -183,12 +185,16 @@ async fn run(
                     local_part,
                 } => {
                     let domain = address.rsplit_once('@').map_or("", |(_, d)| d);
-                    let lookup = match ctx.directory.resolve_in(&local_part, domain).await {
-                        Ok(Some(t)) => Lookup::Found(t),
-                        Ok(None) => Lookup::Unknown,
-                        Err(e) => {
-                            warn!(%peer, error = %e, "recipient lookup failed");
-                            Lookup::Unavailable
+                    let lookup = if !ctx.spool_status.is_ok() {
+                        Lookup::StoreUnavailable
+                    } else {
+                        match ctx.directory.resolve_in(&local_part, domain).await {
+                            Ok(Some(t)) => Lookup::Found(t),
+                            Ok(None) => Lookup::Unknown,
+                            Err(e) => {
+                                warn!(%peer, error = %e, "recipient lookup failed");
+                                Lookup::Unavailable
+                            }
                         }
                     };
                     session.rcpt_result(address, lookup)

@@ -100,6 +100,9 @@ pub enum Lookup {
     Unknown,
     /// The directory could not answer: 451, never 550.
     Unavailable,
+    /// The spool cannot be written right now (the health probe fails): 451, so the sender
+    /// keeps the message until this host, or another MX, can store it.
+    StoreUnavailable,
 }
 
 /// Outcome of a login check (shared by every protocol).
@@ -496,6 +499,11 @@ impl Session {
                 451,
                 "4.3.0",
                 "Temporary lookup failure, try again later",
+            )),
+            Lookup::StoreUnavailable => Action::Reply(Reply::new(
+                451,
+                "4.3.0",
+                "Mail store temporarily unavailable, try again later",
             )),
         }
     }

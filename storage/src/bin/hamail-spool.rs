@@ -101,10 +101,14 @@ enum Command {
         uids: Vec<u32>,
     },
     /// Read every message and check generated ones against their checksums; prints
-    /// "ok COUNT" or the problems (exit 1).
+    /// "ok COUNT" or the problems (exit 1). With --counts: "found F duplicates D partials
+    /// P" (distinct generated messages, extra copies, damaged ones), exit 1 unless D and
+    /// P are 0.
     Verify {
         #[command(flatten)]
         target: Target,
+        #[arg(long)]
+        counts: bool,
     },
     /// List queue entries: "ID ATTEMPTS SENDER RECIPIENTS...".
     Queue,
@@ -276,11 +280,12 @@ fn run(cli: Cli) -> Result<ExitCode, StorageError> {
             };
             writeln!(out, "expunged {}", removed.len()).map_err(io)?;
         }
-        Command::Verify { target } => {
+        Command::Verify { target, counts } => {
             let s = mailbox(&spool, &target)?.read()?;
             let mut problems = Vec::new();
             let mut tags = std::collections::HashSet::new();
             let mut count = 0;
+            let (mut duplicates, mut partials) = (0, 0);
             for m in s.index().visible() {
                 let data = s.read_message(m)?;
                 if !data.starts_with(b"X-Hamail-Gen: ") {
@@ -290,13 +295,27 @@ fn run(cli: Cli) -> Result<ExitCode, StorageError> {
                 match check_generated(&data) {
                     Ok(tag) => {
                         if !tags.insert(tag.clone()) {
+                            duplicates += 1;
                             problems.push(format!("uid {}: duplicate {tag}", m.uid));
                         }
                     }
-                    Err(e) => problems.push(format!("uid {}: {e}", m.uid)),
+                    Err(e) => {
+                        partials += 1;
+                        problems.push(format!("uid {}: {e}", m.uid));
+                    }
                 }
             }
-            if problems.is_empty() {
+            if counts {
+                let found = tags.len();
+                writeln!(
+                    out,
+                    "found {found} duplicates {duplicates} partials {partials}"
+                )
+                .map_err(io)?;
+                if !problems.is_empty() {
+                    return Ok(ExitCode::from(1));
+                }
+            } else if problems.is_empty() {
                 writeln!(out, "ok {count}").map_err(io)?;
             } else {
                 for p in problems {

@@ -329,7 +329,7 @@ impl Index {
     /// (fsynced when `durable`).
     pub fn write_new(&mut self, path: &Path, durable: bool) -> Result<()> {
         let tmp = self.write_beside(path)?;
-        std::fs::rename(&tmp, path).at(path)?;
+        crate::fsutil::rename(&tmp, path).at(path)?;
         if durable {
             crate::fsutil::fsync_dir(path)?;
         }

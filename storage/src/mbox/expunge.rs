@@ -94,13 +94,13 @@ pub fn expunge(session: &mut WriteSession, uids: &[u32]) -> Result<Vec<u32>> {
     debug_assert_eq!(index_new, file_beside(&index_path));
     fault::point("expunge:after-index-written");
 
-    fs::rename(&tmp, &mbox).map_err(|e| cleanup(StorageError::io(&mbox, e)))?;
+    crate::fsutil::rename(&tmp, &mbox).map_err(|e| cleanup(StorageError::io(&mbox, e)))?;
     // The old file is gone: from now on the session works on the new one, whatever
     // happens below.
     session.lock.replace_file(guard);
     fault::point("expunge:after-rename");
-    let finished =
-        fsync_dir(&mbox).and_then(|_| fs::rename(&index_new, &index_path).at(&index_path));
+    let finished = fsync_dir(&mbox)
+        .and_then(|_| crate::fsutil::rename(&index_new, &index_path).at(&index_path));
     if let Err(e) = finished {
         // The in-memory index no longer matches what is on disk for sure: make the
         // session unusable; the next session repairs from `.idx.new` or by rebuild.

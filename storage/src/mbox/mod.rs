@@ -404,7 +404,7 @@ fn sync_index(mailbox: &Mailbox, file: &File) -> Result<Index> {
     if let Ok(Some(idx)) = Index::load(&new_path) {
         // Inode only: st_dev differs between NFS clients (see `index::sync::check`).
         if idx.mbox.ino == stat.ino && idx.mbox.size == stat.size {
-            std::fs::rename(&new_path, &index_path).at(&index_path)?;
+            crate::fsutil::rename(&new_path, &index_path).at(&index_path)?;
             return Ok(idx);
         }
         let _ = std::fs::remove_file(&new_path);

@@ -121,7 +121,7 @@ impl Ticket {
         }
         drop(f);
         let pending = dir.join(format!("p.{id}"));
-        fs::rename(&tmp, &pending).at(&pending)?;
+        crate::fsutil::rename(&tmp, &pending).at(&pending)?;
         Ok(Ticket {
             dir: dir.to_path_buf(),
             id,
@@ -242,7 +242,7 @@ pub fn claim_all(dir: &Path) -> Result<Vec<Claimed>> {
                 continue;
             }
             let c = dir.join(format!("c.{id}"));
-            if fs::rename(dir.join(name), &c).is_err() {
+            if crate::fsutil::rename(&dir.join(name), &c).is_err() {
                 continue; // withdrawn meanwhile
             }
             match fs::read(&c).at(&c).and_then(|data| decode(&data, &c)) {
@@ -298,7 +298,7 @@ pub fn mark_done(dir: &Path, id: &str, a: Appended) -> Result<()> {
         .u64(T_COUNT, a.count as u64);
     fs::write(&claimed, w.finish()).at(&claimed)?;
     let done = dir.join(format!("d.{id}"));
-    fs::rename(&claimed, &done).at(&done)
+    crate::fsutil::rename(&claimed, &done).at(&done)
 }
 
 /// Results nobody collected and abandoned temporaries.

@@ -166,7 +166,7 @@ impl Queue {
             let _ = fs::remove_file(&tmp);
             return Err(e);
         }
-        fs::rename(&tmp, &dest).at(&dest)?;
+        crate::fsutil::rename(&tmp, &dest).at(&dest)?;
         if let Err(e) = fsync_dir(&dest) {
             // Not known to be durable, so the caller answers 4xx: the entry must not stay
             // and be delivered anyway (the sender would retry: a duplicate).

@@ -40,6 +40,7 @@ pub fn lab(hosts: usize) -> Running {
         dir: dir.path().to_path_buf(),
         hosts,
         base: base(),
+        ..Options::default()
     })
     .unwrap_or_else(|e| panic!("hamail-lab up: {e:#}"));
     Running { info, dir }
