@@ -44,24 +44,26 @@ pub fn write_synced(path: &Path, data: &[u8]) -> Result<()> {
     f.sync_all().at(path)
 }
 
-/// rename(2) for a `from` that only this caller uses (its own temporary, or a file under
-/// its lock). NFSv3 RENAME is not idempotent: when the server's reply is lost and the
-/// client retransmits, a server whose duplicate-request cache has forgotten the first
-/// call answers the retry with ENOENT, although the rename was done. So ENOENT with
-/// `from` gone and `to` present is the success it stands for.
+/// rename(2) for a `from` that only this caller renames or removes (its own temporary,
+/// or a file under its lock). NFSv3 RENAME is not idempotent: when the server's reply is
+/// lost and the client retransmits, a server whose duplicate-request cache has forgotten
+/// the first call answers the retry with ENOENT although the rename was done (and by
+/// then `to` may have moved on too: a lock holder claims a group-commit ticket at once).
+/// So ENOENT with `from` gone is the success it stands for.
 pub fn rename(from: &Path, to: &Path) -> std::io::Result<()> {
     match std::fs::rename(from, to) {
-        Err(e)
-            if e.kind() == std::io::ErrorKind::NotFound
-                && !from.exists()
-                && to.symlink_metadata().is_ok() =>
-        {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !exists(from) => {
             tracing::info!(from = %from.display(), to = %to.display(),
                 "rename answered ENOENT but is done (a retransmitted NFS RENAME)");
             Ok(())
         }
         r => r,
     }
+}
+
+/// Whether the name is there (a dangling symlink counts).
+pub fn exists(path: &Path) -> bool {
+    path.symlink_metadata().is_ok()
 }
 
 /// fsync the directory containing `path`, making a rename or create in it durable.
@@ -84,8 +86,13 @@ mod tests {
         assert!(std::fs::rename(&from, &to).is_err());
         rename(&from, &to).unwrap();
         assert_eq!(std::fs::read(&to).unwrap(), b"x");
-        // Neither name there: a real error.
-        let err = rename(&dir.path().join("tmp.2"), &dir.path().join("p.2")).unwrap_err();
+        // The target already moved on (claimed by a lock holder): still done.
+        std::fs::rename(&to, dir.path().join("c.1")).unwrap();
+        rename(&from, &to).unwrap();
+        // A source that is still there but a target directory that is not: a real error.
+        let other = dir.path().join("tmp.2");
+        std::fs::write(&other, b"y").unwrap();
+        let err = rename(&other, &dir.path().join("gone/p.2")).unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
     }
 }

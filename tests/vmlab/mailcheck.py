@@ -13,15 +13,16 @@ smtplib, imaplib and an SMTP sink, and the counts the suite prints.
       one line per message (UID, flags, Message-ID): hosts must agree byte for byte.
   mailcheck.py rcpt HOST USER
       the reply code to RCPT TO:<USER@domain> on HOST's MX port.
-  mailcheck.py sink ADDR:PORT OUT [--stall IP]
+  mailcheck.py sink ADDR:PORT OUT [--stall IP [--while FILE]]
       an SMTP server that appends each received Message-ID to OUT; connections from
-      --stall IP get no answer after DATA's final dot (a relay stuck mid-delivery).
+      --stall IP get no answer after DATA's final dot (a relay stuck mid-delivery), as
+      long as FILE exists if --while is given.
   mailcheck.py estale LAB USER READER WRITER ROUNDS
       a session on READER keeps the mailbox selected while WRITER expunges half of it
       (the mbox is rewritten and renamed under the reader); after each round the reader
       must see exactly the survivors, each whole.
 """
-import hashlib, imaplib, json, re, smtplib, socket, socketserver, sys, threading, time
+import hashlib, imaplib, json, os, re, smtplib, socket, socketserver, sys, threading, time
 
 DOMAIN = "example.test"
 
@@ -173,6 +174,7 @@ def sink(args):
     host, port = args[0].rsplit(":", 1)
     out = args[1]
     stall = args[args.index("--stall") + 1] if "--stall" in args else None
+    stall_while = args[args.index("--while") + 1] if "--while" in args else None
     lock = threading.Lock()
 
     class Handler(socketserver.StreamRequestHandler):
@@ -187,7 +189,7 @@ def sink(args):
                     return
                 if data is not None:
                     if line.rstrip(b"\r\n") == b".":
-                        if peer == stall:
+                        if peer == stall and (stall_while is None or os.path.exists(stall_while)):
                             with lock, open(out + ".stalled", "a") as f:
                                 f.write(f"{mid_of(b''.join(data))}\n")
                             while self.rfile.readline():

@@ -147,7 +147,16 @@ impl Ticket {
         if self.dir.join(format!("c.{}", self.id)).exists() {
             return Ok(State::Claimed);
         }
-        // c. may have become d. since we looked for d.; or the lookups were stale.
+        // c. may have become d. since we looked for d.; or the lookups were stale. On
+        // NFSv3 with the default `lookupcache=all`, neither a lookup nor a readdir asks
+        // the server while the directory's cached attributes are young (up to
+        // `acdirmin`, 30 s), so first make a change in the directory ourselves: the
+        // reply's before/after attributes show the client that others changed it too,
+        // which drops its negative entries and listing.
+        let probe = self.dir.join(format!("x.probe.{}", self.id));
+        if fs::File::create(&probe).is_ok() {
+            let _ = fs::remove_file(&probe);
+        }
         if let Some(done) = self.take_result()? {
             return Ok(done);
         }
@@ -202,7 +211,10 @@ impl Ticket {
     pub fn cancel(&self) -> bool {
         let pending = self.dir.join(format!("p.{}", self.id));
         let gone = self.dir.join(format!("x.{}", self.id));
-        if fs::rename(&pending, &gone).is_ok() {
+        // A lock holder may claim `p.` meanwhile, so `p.` being gone proves nothing; our
+        // own `x.` being there proves a retransmitted RENAME did withdraw it (see
+        // `fsutil::rename`).
+        if fs::rename(&pending, &gone).is_ok() || crate::fsutil::exists(&gone) {
             let _ = fs::remove_file(&gone);
             true
         } else {
@@ -242,7 +254,9 @@ pub fn claim_all(dir: &Path) -> Result<Vec<Claimed>> {
                 continue;
             }
             let c = dir.join(format!("c.{id}"));
-            if crate::fsutil::rename(&dir.join(name), &c).is_err() {
+            // Not fsutil::rename: the submitter may withdraw `p.` itself (`cancel`), so
+            // only our `c.` being there proves a retransmitted RENAME did the work.
+            if fs::rename(dir.join(name), &c).is_err() && !crate::fsutil::exists(&c) {
                 continue; // withdrawn meanwhile
             }
             match fs::read(&c).at(&c).and_then(|data| decode(&data, &c)) {
@@ -308,11 +322,19 @@ fn is_litter(name: &str) -> bool {
         .any(|p| name.starts_with(p))
 }
 
+/// By ctime, which only the server sets: an NFSv3 exclusive create stores its verifier in
+/// the new file's atime/mtime until the client's follow-up SETATTR, so a submitter's
+/// `tmp.` seen in that window has an mtime decades old and was removed as litter under
+/// it (its rename then failed with ENOENT).
 fn remove_if_old(path: &Path) {
-    let old = fs::metadata(path)
-        .and_then(|m| m.modified())
+    use std::os::unix::fs::MetadataExt;
+    let old = fs::symlink_metadata(path)
         .ok()
-        .and_then(|t| SystemTime::now().duration_since(t).ok())
+        .and_then(|m| {
+            let changed =
+                std::time::UNIX_EPOCH + Duration::from_secs(u64::try_from(m.ctime()).ok()?);
+            SystemTime::now().duration_since(changed).ok()
+        })
         .is_some_and(|age| age > Duration::from_secs(3600));
     if old {
         let _ = fs::remove_file(path);
@@ -364,6 +386,33 @@ mod tests {
         assert_eq!(orphaned_claims(dir.path()), vec![t2.id.clone()]);
         unclaim(dir.path(), &orphaned_claims(dir.path()));
         assert_eq!(t2.state().unwrap(), State::Pending);
+    }
+
+    #[test]
+    fn a_withdrawal_whose_rename_reply_was_lost_still_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = Ticket::submit(dir.path(), &[NewMessage::new("", b"x".to_vec())], "h").unwrap();
+        // The first RENAME p. -> x. was done, its reply lost; the retry finds no p.
+        fs::rename(
+            dir.path().join(format!("p.{}", t.id)),
+            dir.path().join(format!("x.{}", t.id)),
+        )
+        .unwrap();
+        assert!(t.cancel(), "withdrawn, not claimed by someone else");
+        assert!(!dir.path().join(format!("x.{}", t.id)).exists());
+        assert_eq!(t.state().unwrap(), State::Lost);
+    }
+
+    #[test]
+    fn a_temporary_with_an_exclusive_create_verifier_for_mtime_is_not_litter() {
+        let dir = tempfile::tempdir().unwrap();
+        let tmp = dir.path().join("tmp.h.1.2.3");
+        let f = fs::File::create(&tmp).unwrap();
+        // What an NFSv3 EXCLUSIVE create leaves until the client's SETATTR: a verifier.
+        f.set_modified(std::time::UNIX_EPOCH + Duration::from_secs(12345))
+            .unwrap();
+        assert!(claim_all(dir.path()).unwrap().is_empty());
+        assert!(tmp.exists(), "a file created just now is not old litter");
     }
 
     #[test]
