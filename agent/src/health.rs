@@ -15,7 +15,7 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -49,30 +49,42 @@ pub struct HealthContext {
     status: SpoolStatus,
 }
 
-/// Whether the last spool probe wrote and fsynced within the deadline. Shared with the
-/// SMTP sessions, which answer RCPT with 451 instead of accepting mail they could not
-/// store (a host cut off from the NFS server would otherwise block each message forever
-/// on its hard mount).
-#[derive(Debug, Clone)]
-pub struct SpoolStatus(Arc<AtomicBool>);
+/// The last spool probe's verdict. Shared with the SMTP sessions, which answer RCPT with
+/// a 4xx instead of accepting mail they could not store (a host cut off from the NFS
+/// server would otherwise block each message forever on its hard mount).
+#[derive(Debug, Clone, Default)]
+pub struct SpoolStatus(Arc<AtomicU8>);
 
-impl Default for SpoolStatus {
-    fn default() -> Self {
-        SpoolStatus(Arc::new(AtomicBool::new(true)))
-    }
+/// What the protocols need to know about the spool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpoolState {
+    Writable = 0,
+    /// Out of space (ENOSPC/EDQUOT): `452 4.3.1`.
+    Full = 1,
+    /// Failing or hanging: `451 4.3.0`.
+    Unavailable = 2,
 }
 
 impl SpoolStatus {
-    pub fn is_ok(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+    pub fn state(&self) -> SpoolState {
+        match self.0.load(Ordering::SeqCst) {
+            0 => SpoolState::Writable,
+            1 => SpoolState::Full,
+            _ => SpoolState::Unavailable,
+        }
     }
 
-    fn set(&self, ok: bool) {
-        if self.0.swap(ok, Ordering::SeqCst) != ok {
-            if ok {
-                tracing::info!("spool writable again");
-            } else {
-                tracing::warn!("spool probe failed: refusing mail with 451 until it recovers");
+    fn set(&self, state: SpoolState) {
+        let old = self.0.swap(state as u8, Ordering::SeqCst);
+        if old != state as u8 {
+            match state {
+                SpoolState::Writable => tracing::info!("spool writable again"),
+                SpoolState::Full => {
+                    tracing::warn!("spool full: refusing mail with 452 until space is freed")
+                }
+                SpoolState::Unavailable => {
+                    tracing::warn!("spool probe failed: refusing mail with 451 until it recovers")
+                }
             }
         }
     }
@@ -186,20 +198,21 @@ impl HealthContext {
     /// Write and fsync a probe file on the spool within the deadline.
     async fn check_spool(&self) -> Value {
         let started = Instant::now();
-        let (ok, v) = self.probe_spool(started).await;
-        self.status.set(ok);
+        let (state, v) = self.probe_spool(started).await;
+        self.status.set(state);
         v
     }
 
-    async fn probe_spool(&self, started: Instant) -> (bool, Value) {
+    async fn probe_spool(&self, started: Instant) -> (SpoolState, Value) {
+        use SpoolState::{Full, Unavailable, Writable};
         let deadline = format!("no fsync within {} ms", self.spool_deadline.as_millis());
         let Ok(_turn) = tokio::time::timeout(self.spool_deadline, self.probe_turn.lock()).await
         else {
-            return (false, json!({"ok": false, "error": deadline}));
+            return (Unavailable, json!({"ok": false, "error": deadline}));
         };
         if self.probing.swap(true, Ordering::SeqCst) {
             return (
-                false,
+                Unavailable,
                 json!({"ok": false, "error": "previous spool probe still running"}),
             );
         }
@@ -217,12 +230,19 @@ impl HealthContext {
         let left = self.spool_deadline.saturating_sub(started.elapsed());
         match tokio::time::timeout(left, task).await {
             Ok(Ok(Ok(()))) => (
-                true,
+                Writable,
                 json!({"ok": true, "ms": started.elapsed().as_millis() as u64}),
             ),
-            Ok(Ok(Err(e))) => (false, json!({"ok": false, "error": e.to_string()})),
-            Ok(Err(e)) => (false, json!({"ok": false, "error": e.to_string()})),
-            Err(_) => (false, json!({"ok": false, "error": deadline})),
+            Ok(Ok(Err(e))) => {
+                let full = matches!(
+                    e.kind(),
+                    std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+                );
+                let state = if full { Full } else { Unavailable };
+                (state, json!({"ok": false, "error": e.to_string()}))
+            }
+            Ok(Err(e)) => (Unavailable, json!({"ok": false, "error": e.to_string()})),
+            Err(_) => (Unavailable, json!({"ok": false, "error": deadline})),
         }
     }
 }

@@ -138,6 +138,26 @@ fn healthz_reports_checks_and_fails_when_the_spool_is_unwritable() {
         last.0 == 250
     });
     assert!(accepted, "RCPT once the spool works again: {last:?}");
+
+    // Out of space (a full tmpfs under the probe; needs root, like CI): 452 4.3.1.
+    std::fs::create_dir_all(&health_dir).unwrap();
+    let mount = |args: &[&str]| Command::new(args[0]).args(&args[1..]).status().unwrap();
+    let dir = health_dir.to_str().unwrap();
+    assert!(mount(&["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", dir]).success());
+    let filled = std::fs::write(health_dir.join("filler"), vec![0u8; 1 << 20]);
+    assert!(filled.is_err(), "the 64k tmpfs took 1 MiB");
+    let full = wait_for(Duration::from_secs(5), || {
+        last = rcpt();
+        last.0 == 452
+    });
+    let _ = mount(&["umount", dir]);
+    assert!(full, "RCPT while the spool is full: {last:?}");
+    assert!(last.1.contains("4.3.1"), "{last:?}");
+    let accepted = wait_for(Duration::from_secs(5), || {
+        last = rcpt();
+        last.0 == 250
+    });
+    assert!(accepted, "RCPT once there is space again: {last:?}");
 }
 
 fn deliver(lab: &Lab, args: &[&str], input: &[u8]) -> (i32, String) {

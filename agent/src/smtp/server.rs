@@ -185,15 +185,18 @@ async fn run(
                     local_part,
                 } => {
                     let domain = address.rsplit_once('@').map_or("", |(_, d)| d);
-                    let lookup = if !ctx.spool_status.is_ok() {
-                        Lookup::StoreUnavailable
-                    } else {
-                        match ctx.directory.resolve_in(&local_part, domain).await {
-                            Ok(Some(t)) => Lookup::Found(t),
-                            Ok(None) => Lookup::Unknown,
-                            Err(e) => {
-                                warn!(%peer, error = %e, "recipient lookup failed");
-                                Lookup::Unavailable
+                    use crate::health::SpoolState;
+                    let lookup = match ctx.spool_status.state() {
+                        SpoolState::Full => Lookup::StoreFull,
+                        SpoolState::Unavailable => Lookup::StoreUnavailable,
+                        SpoolState::Writable => {
+                            match ctx.directory.resolve_in(&local_part, domain).await {
+                                Ok(Some(t)) => Lookup::Found(t),
+                                Ok(None) => Lookup::Unknown,
+                                Err(e) => {
+                                    warn!(%peer, error = %e, "recipient lookup failed");
+                                    Lookup::Unavailable
+                                }
                             }
                         }
                     };

@@ -103,6 +103,8 @@ pub enum Lookup {
     /// The spool cannot be written right now (the health probe fails): 451, so the sender
     /// keeps the message until this host, or another MX, can store it.
     StoreUnavailable,
+    /// The spool is out of space: 452, as RFC 5321 §4.5.3.1.10 and RFC 3463 X.3.1 say.
+    StoreFull,
 }
 
 /// Outcome of a login check (shared by every protocol).
@@ -504,6 +506,11 @@ impl Session {
                 451,
                 "4.3.0",
                 "Mail store temporarily unavailable, try again later",
+            )),
+            Lookup::StoreFull => Action::Reply(Reply::new(
+                452,
+                "4.3.1",
+                "Insufficient system storage, try again later",
             )),
         }
     }

@@ -64,6 +64,8 @@ fn resolve(s: &mut Session, mut action: Action) -> String {
                         remote: vec![],
                     }),
                     "down" => Lookup::Unavailable,
+                    "spoolfull" => Lookup::StoreFull,
+                    "spooldown" => Lookup::StoreUnavailable,
                     _ => Lookup::Unknown,
                 };
                 s.rcpt_result(address, lookup)
@@ -112,6 +114,10 @@ fn mx_transaction_and_relay_denial() {
          S: 550 5.1.1
          C: RCPT TO:<down@example.test>
          S: 451 4.3.0
+         C: RCPT TO:<spooldown@example.test>
+         S: 451 4.3.0 Mail store
+         C: RCPT TO:<spoolfull@example.test>
+         S: 452 4.3.1 Insufficient system storage
          C: RCPT TO:<Postmaster>
          S: 250 2.1.5
          C: RCPT TO:<alice@EXAMPLE.TEST>
