@@ -33,6 +33,7 @@ VMS="store:store:10.0.0.1/24:host3:10.0.0.10/24,10.0.0.13/24:52:54:00:00:00:01
 host1:client:10.0.0.11/24:host1::52:54:00:00:00:11
 host2:client:10.0.0.12/24:host2::52:54:00:00:00:12"
 ETC=$D/run/etc                # the cluster config the guests get (hamail-lab config)
+SSH_OPTS="-i $D/ssh/id_ed25519 -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o ConnectTimeout=3 -o BatchMode=yes"
 mkdir -p "$D"
 
 deps() {
@@ -86,6 +87,37 @@ image() {
   mkfs.ext4 -q -F -L vmroot -d $R $D/base.img 1G
 }
 
+# A plain Debian host for the Ansible test: systemd as init, sshd with the lab's key for
+# root, systemd-networkd giving each VM (by MAC) its address: store is host3, 10.0.0.13.
+# The packages the roles install are already in (the VMs have no route to a mirror).
+image_systemd() {
+  local KV R=$D/rootfs-systemd K=$D/ssh m
+  KV=$(basename $D/kernel/lib/modules/*)
+  if [ ! -x $R/usr/sbin/sshd ]; then
+    command -v debootstrap >/dev/null || apt-get install -y -q --no-install-recommends debootstrap >/dev/null
+    rm -rf $R
+    debootstrap --variant=minbase \
+      --include=systemd-sysv,udev,dbus,openssh-server,sudo,python3,python3-apt,iproute2,kmod,procps,netbase,nfs-kernel-server,nfs-common,rpcbind,e2fsprogs,openssl \
+      bookworm $R http://deb.debian.org/debian >$D/debootstrap-systemd.log
+    rm -rf $R/var/cache/apt/*.bin $R/var/cache/apt/archives/*.deb \
+           $R/usr/share/doc/* $R/usr/share/man/* $R/usr/share/locale/*
+  fi
+  mkdir -p $R/lib/modules && rm -rf $R/lib/modules/$KV && cp -a $D/kernel/lib/modules/$KV $R/lib/modules/
+  chroot $R depmod $KV
+  mkdir -p $K && { [ -f $K/id_ed25519 ] || ssh-keygen -q -t ed25519 -N '' -f $K/id_ed25519; }
+  install -d -m700 $R/root/.ssh && install -m600 $K/id_ed25519.pub $R/root/.ssh/authorized_keys
+  for m in 01:13 11:11 12:12; do
+    printf '[Match]\nMACAddress=52:54:00:00:00:%s\n\n[Network]\nAddress=10.0.0.%s/24\n' "${m%:*}" "${m#*:}" \
+      > $R/etc/systemd/network/10-vmlab-${m%:*}.network
+  done
+  ln -sf /lib/systemd/system/systemd-networkd.service $R/etc/systemd/system/multi-user.target.wants/systemd-networkd.service
+  ln -sf /lib/systemd/system/serial-getty@.service $R/etc/systemd/system/getty.target.wants/serial-getty@ttyS0.service
+  printf '127.0.0.1 localhost\n10.0.0.11 host1\n10.0.0.12 host2\n10.0.0.13 host3 store\n' > $R/etc/hosts
+  : > $R/etc/fstab; : > $R/etc/resolv.conf
+  rm -f $D/base-systemd.img
+  mkfs.ext4 -q -F -L vmroot -d $R $D/base-systemd.img 2G
+}
+
 net_up() {
   ip netns add $NS 2>/dev/null || true
   ip netns exec $NS sh -e -c '
@@ -108,15 +140,20 @@ vm_start() {   # NAME ; KEEP=1 keeps the disk overlay (a restart, not a fresh VM
   KV=$(basename $D/kernel/lib/modules/*)
   mkdir -p $RUN
   rm -f $RUN/$NAME.console $RUN/$NAME.sock $RUN/$NAME.pid
+  # IMAGE=systemd: a plain Debian host with systemd and sshd (the Ansible test), booted
+  # by its own init; otherwise the NFS lab's vmlab-init.
+  local BOOT="init=/sbin/vmlab-init vmlab.role=$ROLE vmlab.name=$NAME vmlab.ip=$IP vmlab.lease=$LEASE vmlab.nfs=$NFSVERS vmlab.mailhost=$MH vmlab.extra=$EXTRA"
+  local BASE=$D/base.img
+  [ "${IMAGE:-}" = systemd ] && { BOOT="systemd.hostname=$NAME"; BASE=$D/base-systemd.img; }
   [ "${KEEP:-0}" = 1 ] && [ -f $RUN/$NAME.qcow2 ] || \
-    qemu-img create -q -f qcow2 -b $D/base.img -F raw $RUN/$NAME.qcow2
+    qemu-img create -q -f qcow2 -b $BASE -F raw $RUN/$NAME.qcow2
   QEMU_MODULE_DIR=$QROOT/usr/lib/x86_64-linux-gnu/qemu \
   ip netns exec $NS $QROOT/usr/bin/qemu-system-x86_64 \
     -name $NAME -machine pc -accel $ACCEL -cpu max -m 512 -smp 1 \
     -nodefaults -no-user-config -display none -monitor none \
     -L $QROOT/usr/share/qemu -L $QROOT/usr/share/seabios \
     -kernel $D/kernel/boot/vmlinuz-$KV \
-    -append "console=ttyS0 root=/dev/nvme0n1 rw init=/sbin/vmlab-init vmlab.role=$ROLE vmlab.name=$NAME vmlab.ip=$IP vmlab.lease=$LEASE vmlab.nfs=$NFSVERS vmlab.mailhost=$MH vmlab.extra=$EXTRA nfs.nfs4_unique_id=$NAME lockd.nlm_grace_period=10 panic=-1" \
+    -append "console=ttyS0 root=/dev/nvme0n1 rw $BOOT nfs.nfs4_unique_id=$NAME lockd.nlm_grace_period=10 panic=-1" \
     -drive file=$RUN/$NAME.qcow2,if=none,id=root,format=qcow2,cache=unsafe \
     -device nvme,drive=root,serial=$NAME \
     -netdev tap,id=n0,ifname=tap-$NAME,script=no,downscript=no \
@@ -143,6 +180,21 @@ up() {
   for v in store host1 host2; do wait_ready $v 240; done
   for h in host1 host2; do ctl $h "grep -q ' /srv/mail nfs' /proc/mounts"; done
   echo "vmlab: store + host1 + host2 up, NFS $NFSVERS at /srv/mail, in $((SECONDS - t0)) s"
+}
+
+# The three plain hosts of the Ansible test (image-systemd), ready once sshd answers.
+up_systemd() {
+  local t0=$SECONDS v ip i
+  net_up
+  for v in store host1 host2; do IMAGE=systemd vm_start $v & done; wait
+  for ip in 10.0.0.13 10.0.0.11 10.0.0.12; do
+    for i in $(seq 1200); do
+      ip netns exec $NS ssh $SSH_OPTS root@$ip true 2>/dev/null && break
+      sleep 0.25
+    done
+    ip netns exec $NS ssh $SSH_OPTS root@$ip true || { echo "$ip: no ssh" >&2; return 1; }
+  done
+  echo "vmlab: three systemd hosts up (host1 .11, host2 .12, host3 .13), ssh as root, in $((SECONDS - t0)) s"
 }
 
 # The cluster config for the guests: hosts on 10.0.0.11-13, dnsctl on 10.0.0.10, the
@@ -183,7 +235,9 @@ down() {
 
 cmd=${1:-}; shift || true
 case "$cmd" in
-  deps) deps;; image) image;; up) up;; down) down;;
+  deps) deps;; image) image;; image-systemd) image_systemd;; up) up;; down) down;;
+  up-systemd) up_systemd;;
+  ssh) h=$1; shift; ip netns exec $NS ssh $SSH_OPTS root@$h "$@";;
   ctl) ctl "$@";;
   client) client "$@";;
   services) services;;
