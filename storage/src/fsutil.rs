@@ -61,6 +61,17 @@ pub fn rename(from: &Path, to: &Path) -> std::io::Result<()> {
     }
 }
 
+/// rename(2) of a name that someone else may rename away first (a group-commit `p.`,
+/// which the submitter withdraws and the lock holder claims): `from` being gone proves
+/// nothing, so after ENOENT only our own `to` being there shows that a retransmitted
+/// NFS RENAME (see [`rename`]) did the work.
+pub fn rename_to_own(from: &Path, to: &Path) -> std::io::Result<()> {
+    match std::fs::rename(from, to) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && exists(to) => Ok(()),
+        r => r,
+    }
+}
+
 /// Whether the name is there (a dangling symlink counts).
 pub fn exists(path: &Path) -> bool {
     path.symlink_metadata().is_ok()

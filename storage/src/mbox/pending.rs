@@ -211,10 +211,8 @@ impl Ticket {
     pub fn cancel(&self) -> bool {
         let pending = self.dir.join(format!("p.{}", self.id));
         let gone = self.dir.join(format!("x.{}", self.id));
-        // A lock holder may claim `p.` meanwhile, so `p.` being gone proves nothing; our
-        // own `x.` being there proves a retransmitted RENAME did withdraw it (see
-        // `fsutil::rename`).
-        if fs::rename(&pending, &gone).is_ok() || crate::fsutil::exists(&gone) {
+        // A lock holder may claim `p.` meanwhile (see `fsutil::rename_to_own`).
+        if crate::fsutil::rename_to_own(&pending, &gone).is_ok() {
             let _ = fs::remove_file(&gone);
             true
         } else {
@@ -254,9 +252,8 @@ pub fn claim_all(dir: &Path) -> Result<Vec<Claimed>> {
                 continue;
             }
             let c = dir.join(format!("c.{id}"));
-            // Not fsutil::rename: the submitter may withdraw `p.` itself (`cancel`), so
-            // only our `c.` being there proves a retransmitted RENAME did the work.
-            if fs::rename(dir.join(name), &c).is_err() && !crate::fsutil::exists(&c) {
+            // The submitter may withdraw `p.` meanwhile (see `fsutil::rename_to_own`).
+            if crate::fsutil::rename_to_own(&dir.join(name), &c).is_err() {
                 continue; // withdrawn meanwhile
             }
             match fs::read(&c).at(&c).and_then(|data| decode(&data, &c)) {
