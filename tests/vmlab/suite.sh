@@ -291,7 +291,7 @@ X"
   check takeover "every acknowledged message relayed exactly once, host1's too" "$([ "$want" = "$got" ] && [ $dups = 0 ] && grep -qx "$stalled" $W/sink.out; echo $?)"
   client "kill \$(cat $W/sink.pid)"
   if [ -n "$v3" ]; then wait; else "$V" start host1 >/dev/null; fi
-  client "for i in \$(seq 300); do python3 -c 'import urllib.request; urllib.request.urlopen(\"http://10.0.0.11:2080/healthz\", timeout=2)' 2>/dev/null && exit 0; sleep 0.5; done; exit 1"
+  "$V" healthy 10.0.0.11 150
   check takeover "host1 serves again after its reboot" $?
 }
 

@@ -212,11 +212,15 @@ services() {
   done
   # Every agent healthy and dnsctl answering, or say which is not.
   for v in host1:10.0.0.11 host2:10.0.0.12 store:10.0.0.13; do
-    client "for i in \$(seq 300); do python3 -c 'import urllib.request,sys; urllib.request.urlopen(\"http://${v#*:}:2080/healthz\", timeout=2)' 2>/dev/null && exit 0; sleep 0.2; done; echo '${v%%:*} agent not healthy' >&2; exit 1" \
-      || { ctl ${v%%:*} "tail -20 /var/log/hamail/agent.log" >&2; return 1; }
+    healthy ${v#*:} 60 || { echo "${v%%:*} agent not healthy" >&2; ctl ${v%%:*} "tail -20 /var/log/hamail/agent.log" >&2; return 1; }
   done
   client "for i in \$(seq 150); do dig +short +time=1 +tries=1 -p 5353 @10.0.0.10 mail.example.test A | grep -q . && exit 0; sleep 0.2; done; exit 1" \
     || { ctl store "tail -20 /var/log/hamail/dnsctl.log" >&2; return 1; }
+}
+
+# Wait up to SECS (default 150) until the agent at ADDR answers /healthz with 200.
+healthy() {
+  client "for i in \$(seq $((${2:-150} * 4))); do python3 -c 'import urllib.request; urllib.request.urlopen(\"http://$1:2080/healthz\", timeout=2)' 2>/dev/null && exit 0; sleep 0.25; done; exit 1"
 }
 
 # A command on the bridge side (the mail clients' network), inside the namespace.
@@ -240,9 +244,10 @@ case "$cmd" in
   ssh) h=$1; shift; ip netns exec $NS ssh $SSH_OPTS root@$h "$@";;
   ctl) ctl "$@";;
   client) client "$@";;
+  healthy) healthy "$@";;
   services) services;;
   kill) kill_vm "$1";;
   start) KEEP=1 vm_start "$1"; wait_ready "$1" 240;;
   partition) partition "$1";; heal) heal "$1";;
-  *) echo "usage: $0 deps|image|up|down|services|ctl VM CMD|client CMD|kill VM|start VM|partition VM|heal VM"; exit 2;;
+  *) echo "usage: $0 deps|image|up|down|services|ctl VM CMD|client CMD|healthy ADDR [SECS]|ssh ADDR CMD|image-systemd|up-systemd|kill VM|start VM|partition VM|heal VM"; exit 2;;
 esac
