@@ -44,6 +44,10 @@ check() {  # NAME CONDITION-TEXT RESULT(0/1)
   if [ "$3" = 0 ]; then echo "  ok    $1: $2"; else echo "  FAIL  $1: $2"; FAILED=1; fi
 }
 now() { date +%s.%N; }
+# A VM that does not come back leaves no lab to test on: stop here, loudly, rather than
+# wait out every later scenario's timeouts.
+abort() { echo "  FAIL  $1"; echo "vmlab NFS suite: FAILED (stopped: $1)"; exit 1; }
+boot() { "$V" start "$1" >/dev/null || abort "$1 did not boot again"; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 
 [ "${SUITE_UP:-0}" = 1 ] && { "$V" up || exit 1; trap '"$V" down' EXIT; }
@@ -147,10 +151,10 @@ killlock() {  # STALE: dotlock stale time for the waiter
   # NFSv3 has no lease: the server keeps a dead client's NLM lock until that client
   # reboots and its statd sends SM_NOTIFY. So on v3 host1 comes back at once, as a
   # rebooted host would; on v4 it stays down until the lease expires.
-  local v3=""; [ "${NFSVERS:-4.2}" = 3 ] && { v3=1; "$V" start host1 >/dev/null & }
+  local v3="" bootpid; [ "${NFSVERS:-4.2}" = 3 ] && { v3=1; boot host1 & bootpid=$!; }
   local out; out=$(CTL_TIMEOUT=300 ctl host2 "s=\$(date +%s.%N); printf 'Subject: k\\n\\nx\\n' | $S --timeout 120 --stale-after $stale append --user alice >/dev/null && e=\$(date +%s.%N) && awk -v a=\$s -v b=\$e 'BEGIN { printf \"%.2f\", b - a }'")
   if [ -n "$v3" ]; then
-    wait
+    wait $bootpid || exit 1
     echo "  host2 had the mailbox $out s after host1 died (NFSv3: host1 rebooted, SM_NOTIFY freed its NLM lock; dotlock stale $stale s)"
   else
     echo "  host2 had the mailbox $out s after host1 died (NFSv4 lease ${LEASE:-10} s; dotlock stale $stale s)"
@@ -158,7 +162,7 @@ killlock() {  # STALE: dotlock stale time for the waiter
   check killlock "host2 got the mailbox after host1 died holding it" "$([ -n "$out" ]; echo $?)"
   local l2 l3; l2=$(ctl host2 "$S list --user alice | md5sum"); l3=$(ctl store "$S list --user alice | md5sum")
   check killlock "mailbox reads the same on host2 and store afterwards" "$([ "$l2" = "$l3" ] && [ -n "$l2" ]; echo $?)"
-  [ -n "$v3" ] || "$V" start host1 >/dev/null
+  [ -n "$v3" ] || boot host1
 }
 serverrestart() {
   echo "== serverrestart: the NFS server is killed and restarted while host1 and host2 append"
@@ -169,7 +173,7 @@ serverrestart() {
   ctl host1 "for i in \$(seq 600); do [ -s /srv/mail/mail/carol ] && break; sleep 0.1; done"
   "$V" kill store
   sleep 3
-  "$V" start store >/dev/null
+  boot store
   local t0; t0=$(now)
   for h in host1 host2; do
     CTL_TIMEOUT=600 ctl $h "for i in \$(seq 3000); do [ -f /tmp/sr.rc ] && break; sleep 0.2; done; cat /tmp/sr.rc" > /tmp/vmlab-sr-$h.rc
@@ -279,7 +283,7 @@ X"
   # NFSv3 has no lease: the NLM locks of a dead host are held until it boots again and
   # its statd sends SM_NOTIFY. So on v3 host1 reboots at once (and the sink stops
   # stalling it: whichever host takes the entries over, each must arrive once).
-  local v3=""; [ "${NFSVERS:-4.2}" = 3 ] && { v3=1; rm -f $W/stall; "$V" start host1 >/dev/null & }
+  local v3="" bootpid; [ "${NFSVERS:-4.2}" = 3 ] && { v3=1; rm -f $W/stall; boot host1 & bootpid=$!; }
   for i in $(seq 600); do
     [ "$(sort -u $W/sink.out 2>/dev/null | wc -l)" -ge $k ] && break; sleep 0.2
   done
@@ -290,7 +294,7 @@ X"
   echo "  sent $k / acknowledged $(echo $want | wc -w) / delivered $(echo $got | wc -w) / duplicates $dups; host1's entry delivered $(secs $t0 $t1) s after it died (claims go stale after 30 s${v3:+; v3: host1 rebooted})"
   check takeover "every acknowledged message relayed exactly once, host1's too" "$([ "$want" = "$got" ] && [ $dups = 0 ] && grep -qx "$stalled" $W/sink.out; echo $?)"
   client "kill \$(cat $W/sink.pid)"
-  if [ -n "$v3" ]; then wait; else "$V" start host1 >/dev/null; fi
+  if [ -n "$v3" ]; then wait $bootpid || exit 1; else boot host1; fi
   "$V" healthy 10.0.0.11 150
   check takeover "host1 serves again after its reboot" $?
 }
