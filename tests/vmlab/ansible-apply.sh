@@ -1,9 +1,10 @@
 #!/bin/bash
 # Apply ansible/site.yml for real to three throwaway Debian hosts (qemu VMs with systemd,
 # tests/vmlab/vmlab.sh image-systemd), then again (changed=0 required), then smoke-test
-# the deployed cluster: SMTP to host1, IMAP on host2, dnsctl status on host3. Prints the
-# mode it ran in. Needs root, the release binaries and ansible-core (ANSIBLE_BIN, default
-# the venv .ci/run makes). Exit 1 on any failed check.
+# the deployed cluster: SMTP to host1, IMAP on host2, dnsctl status on host3, and host2
+# with its spool unmounted (nothing can be written under the bare mount point, the agent
+# will not start). Prints the mode it ran in. Needs root, the release binaries and
+# ansible-core (ANSIBLE_BIN, default the venv .ci/run makes). Exit 1 on any failed check.
 set -uo pipefail
 F=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$F/../.." && pwd)
@@ -89,6 +90,23 @@ echo "$st" | sed 's/^/    /' | head -8
 check "dnsctl status on host3 answers and sees host1, host2 and host3" "$(for h in host1 host2 host3; do grep -q "$h" <<<"$st" || exit 1; done; echo 0)"
 mx=$(ip netns exec $NS dig +short @10.0.0.13 example.test MX | sort -n | head -1)
 check "dnsctl serves MX on port 53 (first: $mx)" "$([[ "$mx" == "10 host1."* ]]; echo $?)"
+
+# host2 without its spool mount: no fstab entry (so systemd cannot mount it for the unit),
+# the export unmounted. The bare mount point must refuse writes, root's included, and the
+# agent must refuse to start; with the mount back, it starts again.
+out=$("$V" ssh 10.0.0.12 'set -u
+systemctl stop hamail-agent
+cp /etc/fstab /root/fstab.saved && sed -i "\| /srv/mail |d" /etc/fstab && systemctl daemon-reload
+umount /srv/mail
+mountpoint -q /srv/mail && echo still-mounted
+touch /srv/mail/probe 2>/dev/null && echo root-wrote
+runuser -u hamail -- touch /srv/mail/probe 2>/dev/null && echo hamail-wrote
+systemctl start hamail-agent 2>/dev/null && echo agent-started
+systemctl is-active hamail-agent >/dev/null && echo agent-active
+cp /root/fstab.saved /etc/fstab && systemctl daemon-reload && mount /srv/mail
+systemctl start hamail-agent && systemctl is-active hamail-agent >/dev/null && mountpoint -q /srv/mail && echo restored' 2>&1)
+echo "  without the mount: ${out//$'\n'/, }"
+check "host2 unmounted: the bare mount point takes no writes (root nor hamail) and the agent refuses to start; remounted, it runs again" "$([ "$out" = restored ]; echo $?)"
 
 [ $FAILED = 0 ] && echo "ansible apply test: all checks passed" || echo "ansible apply test: FAILED"
 exit $FAILED
