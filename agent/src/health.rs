@@ -247,6 +247,11 @@ impl HealthContext {
     }
 }
 
+/// Below this much space for unprivileged writers the spool counts as full (452 at RCPT),
+/// as Postfix's `queue_minfree` does: nearly full is better refused up front than failed
+/// after DATA.
+const MIN_FREE_BYTES: u64 = 1 << 20;
+
 fn write_probe(path: &std::path::Path) -> std::io::Result<()> {
     use std::io::Write;
     if let Some(dir) = path.parent() {
@@ -254,7 +259,18 @@ fn write_probe(path: &std::path::Path) -> std::io::Result<()> {
     }
     let mut f = std::fs::File::create(path)?;
     writeln!(f, "{}", crate::date::now())?;
-    f.sync_all()
+    f.sync_all()?;
+    // Rewriting the probe file reuses the block it just freed, so on a full filesystem
+    // the write above keeps succeeding: ask the filesystem (over NFS, the server) too.
+    let stat = nix::sys::statvfs::statvfs(path).map_err(std::io::Error::from)?;
+    let free = stat.blocks_available().saturating_mul(stat.fragment_size());
+    if free < MIN_FREE_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::StorageFull,
+            format!("{free} bytes free on the spool filesystem (less than {MIN_FREE_BYTES})"),
+        ));
+    }
+    Ok(())
 }
 
 /// Serve HTTP until shutdown. Health stays up during shutdown (it answers 503) until the

@@ -72,6 +72,14 @@ pub fn rename_to_own(from: &Path, to: &Path) -> std::io::Result<()> {
     }
 }
 
+/// Close a file we wrote without fsync, reporting what `drop` would swallow: on NFS the
+/// server's refusal of cached data (ENOSPC, EDQUOT, EIO) comes back at close
+/// (close-to-open), not from `write`.
+pub fn close_checked(file: std::fs::File) -> std::io::Result<()> {
+    use std::os::fd::IntoRawFd;
+    nix::unistd::close(file.into_raw_fd()).map_err(std::io::Error::from)
+}
+
 /// Whether the name is there (a dangling symlink counts).
 pub fn exists(path: &Path) -> bool {
     path.symlink_metadata().is_ok()

@@ -2,7 +2,7 @@
 """The VM suite's mail clients, run on the lab's bridge (vmlab.sh client ...): real
 smtplib, imaplib and an SMTP sink, and the counts the suite prints.
 
-  mailcheck.py send LAB TAG USER HOSTS N [--threads T] [--port P] > sent.json
+  mailcheck.py send LAB TAG USER HOSTS N [--threads T] [--port P] [--size BYTES] > sent.json
       N messages through each of HOSTS (comma list) at once, T connections per host;
       every message carries X-Body-SHA256 of its body, so a partial copy shows.
   mailcheck.py count LAB USER HOST SENT.json [SENT.json ...]
@@ -55,6 +55,7 @@ def send(args):
     info, tag, user, hosts, n = lab(args[0]), args[1], args[2], args[3].split(","), int(args[4])
     threads = int(args[args.index("--threads") + 1]) if "--threads" in args else 2
     port = int(args[args.index("--port") + 1]) if "--port" in args else info["hosts"][0]["ports"]["smtp"]
+    size = int(args[args.index("--size") + 1]) if "--size" in args else 2000
     acked, refused, lock = [], [], threading.Lock()
 
     def worker(host, t):
@@ -64,7 +65,7 @@ def send(args):
             try:
                 if s is None:
                     s = smtplib.SMTP(host, port, timeout=300)
-                s.sendmail("vmlab@remote.test", [f"{user}@{DOMAIN}"], message(mid))
+                s.sendmail("vmlab@remote.test", [f"{user}@{DOMAIN}"], message(mid, size))
                 with lock:
                     acked.append(mid)
             except (smtplib.SMTPException, OSError) as e:

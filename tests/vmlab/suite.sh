@@ -19,6 +19,9 @@
 # With the mail services running (hamail-agent on host1, host2 and store as host3,
 # dnsctl on store; clients on the lab's bridge):
 #   smtp        SMTP deliveries through all three hosts at once; counted over IMAP
+#   smtpfull    the export full: RCPT gets 452 4.3.1 on host1 and host2; nearly full
+#               (3 MB free, 1 MB messages from both): every refusal is 452 4.3.1, at
+#               RCPT or after DATA; the mailbox stays whole; freed, mail flows again
 #   checkpoint  four IMAP sessions on host1 and host2 change one mailbox while SMTP
 #               delivers; at every checkpoint all sessions agree (imap_checkpoint.py)
 #   estale      a session on host2 keeps the mailbox selected while host1 expunges
@@ -299,6 +302,43 @@ X"
   check takeover "host1 serves again after its reboot" $?
 }
 
+smtpfull() {
+  services_up || return
+  echo "== smtpfull: SMTP to host1 and host2 while the export is full, nearly full, then freed"
+  client "$MC send $LAB fullpre-$RUN alice 10.0.0.11 5" > $W/fullpre.json
+  # No reserved blocks for this one: the lab's agents write as root (no_root_squash), so
+  # only then do "free for users" (what the probe reads) and "free for root" agree.
+  ctl store "tune2fs -m 0 \$(findmnt -no SOURCE /) >/dev/null; dd if=/dev/zero of=/srv/filler bs=1M >/dev/null 2>&1; sync"
+  local r1 r2; for i in $(seq 60); do
+    r1=$(client "$MC rcpt 10.0.0.11 alice"); r2=$(client "$MC rcpt 10.0.0.12 alice")
+    [[ "$r1" == 452* ]] && [[ "$r2" == 452* ]] && break; sleep 0.5; done
+  client "$MC send $LAB full-$RUN alice 10.0.0.11,10.0.0.12 3" > $W/full.json
+  # Nearly full: 3 MB free, then 1 MB messages from both hosts at once. RCPT passes
+  # until the probe sees the space go; the rest must fail after DATA, also with 452.
+  ctl store "truncate -s -3M /srv/filler; sync"
+  for i in $(seq 60); do [[ "$(client "$MC rcpt 10.0.0.11 alice")" == 250* ]] && break; sleep 0.5; done
+  client "$MC send $LAB nearfull-$RUN alice 10.0.0.11,10.0.0.12 6 --size 1000000" > $W/nearfull.json
+  ctl store "rm -f /srv/filler; tune2fs -m 5 \$(findmnt -no SOURCE /) >/dev/null"
+  local back=""; for i in $(seq 60); do
+    [[ "$(client "$MC rcpt 10.0.0.11 alice")" == 250* ]] && [[ "$(client "$MC rcpt 10.0.0.12 alice")" == 250* ]] && { back=1; break; }
+    sleep 0.5; done
+  client "$MC send $LAB fullpost-$RUN alice 10.0.0.11,10.0.0.12 5" > $W/fullpost.json
+  local summary='import json, sys
+s = json.load(open(sys.argv[1]))
+r = s["refused"]
+print(len(s["acked"]), "of", s["sent"], "acknowledged;", len(r), "refused,", sum("452" in x and "4.3.1" in x for x in r),
+      "with 452 4.3.1,", sum(": (452" in x for x in r), "of them after DATA")'
+  echo "  full: RCPT on host1 '${r1:0:30}', host2 '${r2:0:30}'; $(python3 -c "$summary" $W/full.json)"
+  echo "  3 MB free, 1 MB messages: $(python3 -c "$summary" $W/nearfull.json)"
+  check smtpfull "host1 and host2 answer RCPT with 452 4.3.1 while the export is full" "$([[ "$r1" == "452 4.3.1"* ]] && [[ "$r2" == "452 4.3.1"* ]]; echo $?)"
+  check smtpfull "every message refused for want of space got 452 4.3.1 (at RCPT or after DATA), some were refused" "$(python3 -c 'import json, sys
+r = json.load(open(sys.argv[1]))["refused"] + json.load(open(sys.argv[2]))["refused"]
+sys.exit(not r or any("452" not in x or "4.3.1" not in x for x in r))' $W/full.json $W/nearfull.json; echo $?)"
+  check smtpfull "host1 and host2 take mail again once space is freed, every message then acknowledged" "$([ -n "$back" ] && python3 -c "import json; s=json.load(open('$W/fullpost.json')); exit(len(s['acked']) != s['sent'])"; echo $?)"
+  counted smtpfull 10.0.0.12 alice $W/fullpre.json $W/full.json $W/nearfull.json $W/fullpost.json
+  check smtpfull "UIDs, flags and Message-IDs agree on host1, host2 and host3" "$(digests_agree alice; echo $?)"
+}
+
 healthz() { client "python3 -c 'import urllib.request,sys
 try: urllib.request.urlopen(\"http://$1:2080/healthz\", timeout=3); print(200)
 except urllib.error.HTTPError as e: print(e.code)
@@ -344,7 +384,7 @@ killlease() { killlock 2; }
 # The configured dotlock stale time then dominates.
 killstale() { killlock 15; }
 
-for s in ${SUITE_SCENARIOS:-multihost throughput handoff killlease killstale serverrestart diskfull smtp checkpoint estale takeover partition}; do $s; done
+for s in ${SUITE_SCENARIOS:-multihost throughput handoff killlease killstale serverrestart diskfull smtp smtpfull checkpoint estale takeover partition}; do $s; done
 rm -rf "$W"
 [ $FAILED = 0 ] && echo "vmlab NFS suite: all checks passed" || echo "vmlab NFS suite: FAILED"
 exit $FAILED

@@ -115,11 +115,16 @@ impl Ticket {
         .replace('/', "_");
         let tmp = dir.join(format!("tmp.{id}"));
         let mut f = crate::fsutil::create_new(&tmp, 0o600)?;
-        if let Err(e) = f.write_all(&encode(msgs)) {
+        // A full export refuses the data only when the client flushes it, at close: an
+        // entry closed unchecked reached the holder empty, which failed it as unreadable
+        // (451) where the cause was disk full (452).
+        if let Err(e) = f
+            .write_all(&encode(msgs))
+            .and_then(|()| crate::fsutil::close_checked(f))
+        {
             let _ = fs::remove_file(&tmp);
             return Err(StorageError::io(&tmp, e));
         }
-        drop(f);
         let pending = dir.join(format!("p.{id}"));
         crate::fsutil::rename(&tmp, &pending).at(&pending)?;
         Ok(Ticket {
