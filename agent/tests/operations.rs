@@ -139,11 +139,17 @@ fn healthz_reports_checks_and_fails_when_the_spool_is_unwritable() {
     });
     assert!(accepted, "RCPT once the spool works again: {last:?}");
 
-    // Out of space (a full tmpfs under the probe; needs root, like CI): 452 4.3.1.
+    // Out of space (a full tmpfs under the probe; needs root, like CI): 452 4.3.1. The
+    // probe file is written there first, so that, as on a real spool that fills up, the
+    // probe rewrites an existing file (which reuses its own freed block and succeeds).
     std::fs::create_dir_all(&health_dir).unwrap();
     let mount = |args: &[&str]| Command::new(args[0]).args(&args[1..]).status().unwrap();
     let dir = health_dir.to_str().unwrap();
     assert!(mount(&["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", dir]).success());
+    let probed = wait_for(Duration::from_secs(5), || {
+        std::fs::read_dir(&health_dir).is_ok_and(|mut d| d.next().is_some())
+    });
+    assert!(probed, "the probe wrote no file into the fresh tmpfs");
     let filled = std::fs::write(health_dir.join("filler"), vec![0u8; 1 << 20]);
     assert!(filled.is_err(), "the 64k tmpfs took 1 MiB");
     let full = wait_for(Duration::from_secs(5), || {
