@@ -312,7 +312,14 @@ pub fn mark_done(dir: &Path, id: &str, a: Appended) -> Result<()> {
     w.u64(T_UIDVALIDITY, a.uidvalidity as u64)
         .u64(T_FIRST_UID, a.first_uid as u64)
         .u64(T_COUNT, a.count as u64);
-    fs::write(&claimed, w.finish()).at(&claimed)?;
+    // Checked at close like `submit`: an empty `d.` that the server refused to fill would
+    // read as corrupt, and the submitter would report a failure for a delivered message.
+    fs::File::create(&claimed)
+        .and_then(|mut f| {
+            f.write_all(&w.finish())?;
+            crate::fsutil::close_checked(f)
+        })
+        .at(&claimed)?;
     let done = dir.join(format!("d.{id}"));
     crate::fsutil::rename(&claimed, &done).at(&done)
 }
