@@ -327,7 +327,7 @@ smtpfull() {
 s = json.load(open(sys.argv[1]))
 r = s["refused"]
 print(len(s["acked"]), "of", s["sent"], "acknowledged;", len(r), "refused,", sum("452" in x and "4.3.1" in x for x in r),
-      "with 452 4.3.1,", sum(": (452" in x for x in r), "of them after DATA")'
+      "with 452 4.3.1,", sum(x.split(": ", 1)[-1].startswith("(452") for x in r), "of them after DATA")'
   echo "  full: RCPT on host1 '${r1:0:30}', host2 '${r2:0:30}'; $(python3 -c "$summary" $W/full.json)"
   echo "  3 MB free, 1 MB messages: $(python3 -c "$summary" $W/nearfull.json)"
   check smtpfull "host1 and host2 answer RCPT with 452 4.3.1 while the export is full" "$([[ "$r1" == "452 4.3.1"* ]] && [[ "$r2" == "452 4.3.1"* ]]; echo $?)"
