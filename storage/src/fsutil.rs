@@ -72,11 +72,13 @@ pub fn rename_to_own(from: &Path, to: &Path) -> std::io::Result<()> {
     }
 }
 
-/// Close a file we wrote without fsync, reporting what `drop` would swallow: on NFS the
-/// server's refusal of cached data (ENOSPC, EDQUOT, EIO) comes back at close
-/// (close-to-open), not from `write`.
-pub fn close_checked(file: std::fs::File) -> std::io::Result<()> {
+/// Write `data` to a new file and close it without fsync, reporting what `drop` would
+/// swallow: on NFS the server's refusal of cached data (ENOSPC, EDQUOT, EIO) comes back
+/// at close (close-to-open), not from `write`.
+pub fn write_and_close(mut file: std::fs::File, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
     use std::os::fd::IntoRawFd;
+    file.write_all(data)?;
     nix::unistd::close(file.into_raw_fd()).map_err(std::io::Error::from)
 }
 

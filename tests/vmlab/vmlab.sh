@@ -177,12 +177,14 @@ wait_ready() {  # NAME [timeout]
 # during boot (guest: "nvme ... timeout, reset controller"); that is the lab's emulator, not
 # what is under test, so such a VM is power-cycled once more, and the log says so.
 restart() {
-  KEEP=1 vm_start "$1"
-  wait_ready "$1" ${BOOT_SECS:-120} && return 0
-  echo "vmlab: $1 did not boot within ${BOOT_SECS:-120} s; power-cycling it once more" >&2
-  kill_vm "$1"; sleep 2
-  KEEP=1 vm_start "$1"
-  wait_ready "$1" ${BOOT_SECS:-120}
+  local try
+  for try in 1 2; do
+    KEEP=1 vm_start "$1"
+    wait_ready "$1" ${BOOT_SECS:-120} && return 0
+    [ $try = 2 ] && return 1
+    echo "vmlab: $1 did not boot within ${BOOT_SECS:-120} s; power-cycling it once more" >&2
+    kill_vm "$1"; sleep 2
+  done
 }
 
 ctl() { local vm=$1; shift; "$F/vmctl" $D/run/$vm.sock --timeout ${CTL_TIMEOUT:-600} "$*"; }

@@ -17,7 +17,7 @@
 //! has been told the message is delivered.
 
 use std::fs;
-use std::io::{ErrorKind, Write};
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
@@ -114,14 +114,11 @@ impl Ticket {
         )
         .replace('/', "_");
         let tmp = dir.join(format!("tmp.{id}"));
-        let mut f = crate::fsutil::create_new(&tmp, 0o600)?;
+        let f = crate::fsutil::create_new(&tmp, 0o600)?;
         // A full export refuses the data only when the client flushes it, at close: an
         // entry closed unchecked reached the holder empty, which failed it as unreadable
         // (451) where the cause was disk full (452).
-        if let Err(e) = f
-            .write_all(&encode(msgs))
-            .and_then(|()| crate::fsutil::close_checked(f))
-        {
+        if let Err(e) = crate::fsutil::write_and_close(f, &encode(msgs)) {
             let _ = fs::remove_file(&tmp);
             return Err(StorageError::io(&tmp, e));
         }
@@ -315,10 +312,7 @@ pub fn mark_done(dir: &Path, id: &str, a: Appended) -> Result<()> {
     // Checked at close like `submit`: an empty `d.` that the server refused to fill would
     // read as corrupt, and the submitter would report a failure for a delivered message.
     fs::File::create(&claimed)
-        .and_then(|mut f| {
-            f.write_all(&w.finish())?;
-            crate::fsutil::close_checked(f)
-        })
+        .and_then(|f| crate::fsutil::write_and_close(f, &w.finish()))
         .at(&claimed)?;
     let done = dir.join(format!("d.{id}"));
     crate::fsutil::rename(&claimed, &done).at(&done)
