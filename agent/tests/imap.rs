@@ -381,3 +381,120 @@ fn many_small_commands_are_not_a_long_line() {
     assert_eq!(lines.len(), 8000, "{:?}", lines.last());
     assert!(lines.iter().all(|l| l.contains(" OK ")));
 }
+
+/// Python, plain or TLS: LITERAL+ literals over the limit whose bytes are IMAP commands,
+/// before and after login, in APPEND and in a command that takes no literal; none of the
+/// embedded commands may run. A literal exactly at the limit is accepted.
+const REFUSED_LITERALS: &str = r#"
+import socket, ssl, sys
+host, port, tls, limit = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "tls", int(sys.argv[4])
+
+def connect():
+    s = socket.create_connection((host, port), timeout=20)
+    if tls:
+        ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+        s = ctx.wrap_socket(s)
+    f = s.makefile("rb")
+    assert f.readline().startswith(b"* OK")
+    return s, f
+
+def until(f, tag):
+    lines = []
+    while True:
+        line = f.readline()
+        if not line:
+            return lines
+        lines.append(line)
+        if line.startswith(tag + b" "):
+            return lines
+
+def payload(n):
+    p = b"Subject: big\r\n\r\nhello\r\nx1 NOOP\r\nx2 CREATE injected\r\nx3 LOGOUT\r\n"
+    while len(p) < n:
+        p += b"x4 CREATE injected\r\n"
+    return p[:n]
+
+def embedded(lines):
+    return [l for l in lines if l[:1] == b"x" or b"injected" in l]
+
+s, f = connect()
+s.sendall(b"a LOGIN alice alice-pw\r\n")
+assert until(f, b"a")[-1].startswith(b"a OK"), "login"
+
+# APPEND with a literal over the limit, then a NOOP: BAD [TOOBIG], then the NOOP's OK.
+s.sendall(b"b APPEND INBOX {%d+}\r\n" % (limit * 60) + payload(limit * 60) + b"\r\nc NOOP\r\n")
+lines = until(f, b"c")
+assert lines[0].startswith(b"b BAD [TOOBIG]"), lines
+assert lines[-1].startswith(b"c OK"), lines
+assert not embedded(lines), lines
+assert len(lines) == 2, lines
+
+# The same in a command that takes no literal.
+s.sendall(b"d NOOP {%d+}\r\n" % (limit + 1) + payload(limit + 1) + b"\r\ne NOOP\r\n")
+lines = until(f, b"e")
+assert lines[0].startswith(b"d BAD [TOOBIG]") and lines[-1].startswith(b"e OK"), lines
+assert not embedded(lines) and len(lines) == 2, lines
+
+# Exactly at the limit: accepted and stored.
+s.sendall(b"g APPEND INBOX {%d+}\r\n" % limit + payload(limit) + b"\r\n")
+lines = until(f, b"g")
+assert lines[-1].startswith(b"g OK [APPENDUID"), lines
+
+s.sendall(b'h LIST "" *\r\n')
+lines = until(f, b"h")
+assert not embedded(lines), lines
+s.close()
+
+# Before login: BYE [TOOBIG] and the connection closes; the embedded LOGIN never runs.
+s, f = connect()
+s.sendall(b"a LOGIN {99999+}\r\n")
+try:
+    s.sendall(payload(99999) + b" x\r\nb NOOP\r\n")
+except OSError:
+    pass  # closed while we were still sending
+try:
+    rest = f.read()
+except OSError:
+    rest = b""
+assert rest == b"" or rest.startswith(b"* BYE [TOOBIG]"), rest
+assert b"x1" not in rest and b"x3" not in rest and b"b OK" not in rest, rest
+
+# A synchronizing literal over the limit before login: BAD, no continuation, no close.
+s, f = connect()
+s.sendall(b"a LOGIN {99999}\r\n")
+assert f.readline().startswith(b"a BAD [TOOBIG]")
+s.sendall(b"b NOOP\r\n")
+assert f.readline().startswith(b"b OK")
+
+s.sendall(b'c LOGIN alice alice-pw\r\nd LIST "" *\r\n')
+lines = until(f, b"d")
+assert lines[-1].startswith(b"d OK") and not embedded(lines), lines
+print("ok")
+"#;
+
+#[test]
+fn refused_literals_never_run_as_commands() {
+    let mut lab = Lab::new(1, "\n[limits]\nmax_message_size = 1000\n");
+    lab.edit_config(
+        "allow_plaintext_auth = false",
+        "allow_plaintext_auth = true",
+    );
+    lab.start(0, &[]);
+    let host = lab.ips[0].to_string();
+    for (port, tls) in [(IMAP, "plain"), (IMAPS, "tls")] {
+        let out = python(REFUSED_LITERALS, &[&host, &port.to_string(), tls, "1000"]);
+        assert_eq!(out.trim(), "ok", "{tls}");
+    }
+    let folders = lab.spool().root().join("folders/alice");
+    assert!(
+        !folders.join("injected").exists(),
+        "a command inside a refused literal ran"
+    );
+    // Two accepted at-the-limit appends, one per run; nothing else.
+    assert_eq!(lab.messages("alice").len(), 2);
+    let log = lab.log(0);
+    assert!(
+        log.contains("refused a literal over the limit") && log.contains("size=60000"),
+        "{log}"
+    );
+}

@@ -303,3 +303,28 @@ fn failed_logins_are_rate_limited_per_user() {
     ehlo(&mut raw);
     assert_eq!(raw.cmd("AUTH PLAIN AGJvYgBib2ItcHc=").0, 235);
 }
+
+#[test]
+fn bdat_chunks_are_discarded_never_parsed() {
+    // CHUNKING is not offered; a client that sends BDAT anyway has its chunk read and
+    // thrown away by its length, so a transaction hidden in the chunk never runs.
+    let lab = lab();
+    let (mut raw, _) = Raw::connect(lab.addr(0, SMTP));
+    assert!(!ehlo(&mut raw).contains("CHUNKING"));
+    let chunk = "MAIL FROM:<e@remote.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n\
+                 Subject: injected\r\n\r\nx\r\n.\r\n";
+    raw.send(format!("BDAT {} LAST\r\n{chunk}NOOP\r\n", chunk.len()).as_bytes());
+    let (code, text) = raw.reply();
+    assert_eq!(code, 502, "{text}");
+    assert_eq!(raw.reply().0, 250, "the NOOP after the chunk");
+    // A chunk bigger than the size limit, or a size that cannot be read: closed unread.
+    raw.send(b"BDAT 999999999999 LAST\r\nMAIL FROM:<e@remote.test>\r\n");
+    assert_eq!(raw.reply().0, 554);
+    assert!(raw.closed());
+    let (mut raw, _) = Raw::connect(lab.addr(0, SMTP));
+    ehlo(&mut raw);
+    raw.send(b"BDAT many\r\nMAIL FROM:<e@remote.test>\r\n");
+    assert_eq!(raw.reply().0, 554);
+    assert!(raw.closed());
+    assert!(lab.messages("alice").is_empty());
+}

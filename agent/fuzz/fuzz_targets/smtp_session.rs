@@ -36,6 +36,10 @@ fuzz_target!(|data: &[u8]| {
         loop {
             action = match action {
                 Action::Reply(_) | Action::Close(_) | Action::Deliver(_) => break,
+                Action::Discard { bytes, .. } => {
+                    assert!(bytes <= 1000, "a chunk above the size limit is not read");
+                    break;
+                }
                 Action::StartTls(_) => {
                     s.tls_started();
                     break;

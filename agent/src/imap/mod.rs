@@ -1,8 +1,8 @@
 //! IMAP4rev1 (RFC 3501) over the shared spool, with IDLE, UIDPLUS, LITERAL+, NAMESPACE,
 //! ID, UNSELECT and MOVE.
 //!
-//! - `server`: listeners and the connection loop (framing with imap-codec's fragmentizer,
-//!   literals, STARTTLS, IDLE, timeouts);
+//! - `framing`: the byte stream cut into commands, and the literal limits (sans-IO);
+//! - `server`: listeners and the connection loop (STARTTLS, IDLE, timeouts);
 //! - `session`: the protocol states and the commands;
 //! - `view`: what a session has told its client about the selected mailbox, and the
 //!   untagged updates that bring it up to date with the spool (other sessions, other hosts);
@@ -12,6 +12,7 @@
 
 pub mod fetch;
 pub mod folders;
+pub mod framing;
 pub mod mime;
 pub mod names;
 pub mod search;

@@ -8,17 +8,24 @@
 //! evaluates its index-only keys first so a failing flag test skips the load entirely.
 //!
 //! String keys match case-insensitively (Unicode lowercase) as substrings. Header keys
-//! see RFC 2047-decoded text; BODY sees the decoded text of every text/* part
-//! (transfer encoding and charset undone by mail-parser, nested message/rfc822 included)
-//! and, as a fallback, the raw body; TEXT sees the header block both raw and decoded plus
-//! what BODY sees.
+//! see RFC 2047-decoded, unfolded text. FROM, TO, CC and BCC also match the field parsed
+//! as an address list and rendered as `Name <local@domain>, ...` (comments cut out of the
+//! address and standing in for a missing name, group names kept), as Dovecot does, so
+//! `user@domain` finds `<user (comment)@ domain>` and `Name <user@` finds
+//! `user@domain (Name)`; that parse runs only when the plain substring test fails.
+//!
+//! BODY sees the decoded text of every text/* part (transfer encoding and charset undone
+//! by mail-parser, nested message/rfc822 included) and, as a fallback, the raw body; TEXT
+//! sees the header block both raw and decoded plus what BODY sees.
 
 use hamail_storage::{Flags, MessageMeta};
 use imap_types::datetime::NaiveDate;
 use imap_types::search::SearchKey;
 use imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
 use mail_parser::parsers::MessageStream;
-use mail_parser::{HeaderValue, MessageParser, PartType};
+use mail_parser::{Addr, Address, HeaderValue, MessageParser, PartType};
+use std::borrow::Cow;
+use std::ops::Range;
 
 /// One message as SEARCH sees it without reading it: all of this is in the index.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,6 +178,9 @@ enum Key<'a> {
     And(Vec<Key<'a>>),
     /// A header field by (ASCII case-insensitive) name; empty needle: present at all.
     Header(String, String),
+    /// An address field (FROM, TO, CC, BCC): like `Header`, but the needle may also be
+    /// in the parsed address list's normal form.
+    Address(&'static str, String),
     Body(String),
     Text(String),
 }
@@ -206,12 +216,6 @@ fn day_number(d: &NaiveDate) -> i64 {
 
 impl<'a> Key<'a> {
     fn compile(key: &'a SearchKey<'a>) -> Key<'a> {
-        let header = |name: &str, s: &dyn AsRef<[u8]>| {
-            Key::Header(
-                name.to_string(),
-                String::from_utf8_lossy(s.as_ref()).to_lowercase(),
-            )
-        };
         match key {
             SearchKey::And(keys) => Key::And(keys.as_ref().iter().map(Key::compile).collect()),
             SearchKey::SequenceSet(set) => Key::SeqSet(set),
@@ -242,11 +246,11 @@ impl<'a> Key<'a> {
             SearchKey::SentSince(d) => Key::Sent(DateCmp::Since, day_number(d)),
             SearchKey::Not(k) => Key::Not(Box::new(Key::compile(k))),
             SearchKey::Or(a, b) => Key::Or(Box::new(Key::compile(a)), Box::new(Key::compile(b))),
-            SearchKey::Bcc(s) => header("bcc", s),
-            SearchKey::Cc(s) => header("cc", s),
-            SearchKey::From(s) => header("from", s),
-            SearchKey::To(s) => header("to", s),
-            SearchKey::Subject(s) => header("subject", s),
+            SearchKey::Bcc(s) => Key::Address("bcc", needle(s)),
+            SearchKey::Cc(s) => Key::Address("cc", needle(s)),
+            SearchKey::From(s) => Key::Address("from", needle(s)),
+            SearchKey::To(s) => Key::Address("to", needle(s)),
+            SearchKey::Subject(s) => Key::Header("subject".to_string(), needle(s)),
             SearchKey::Header(name, s) => Key::Header(
                 String::from_utf8_lossy(name.as_ref()).into_owned(),
                 needle(s),
@@ -258,7 +262,9 @@ impl<'a> Key<'a> {
 
     fn needs_message(&self) -> bool {
         match self {
-            Key::Sent(..) | Key::Header(..) | Key::Body(_) | Key::Text(_) => true,
+            Key::Sent(..) | Key::Header(..) | Key::Address(..) | Key::Body(_) | Key::Text(_) => {
+                true
+            }
             Key::Not(k) => k.needs_message(),
             Key::Or(a, b) => a.needs_message() || b.needs_message(),
             Key::And(keys) => keys.iter().any(Key::needs_message),
@@ -307,6 +313,9 @@ impl<'a> Key<'a> {
             Key::Header(name, needle) => cache
                 .get(c.uid, loader)
                 .is_some_and(|p| p.header_contains(name, needle)),
+            Key::Address(name, needle) => cache
+                .get(c.uid, loader)
+                .is_some_and(|p| p.address_contains(name, needle)),
             Key::Body(needle) => cache
                 .get(c.uid, loader)
                 .is_some_and(|p| p.body_contains(needle)),
@@ -372,6 +381,12 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 struct Field {
     name: String,
     value: String,
+    /// Where the value lies in the message as sent (folded, undecoded): the address
+    /// parser needs the original structure.
+    raw: Range<usize>,
+    /// The value as an address list in normal form ([`address_form`]), lowercased;
+    /// computed for the first address key the decoded value does not satisfy.
+    addresses: Option<String>,
 }
 
 /// What the string and sent-date keys look at, computed once per message. The header
@@ -418,6 +433,8 @@ impl Parsed {
                 fields.push(Field {
                     name,
                     value: decoded.to_lowercase(),
+                    raw: vs..ve,
+                    addresses: None,
                 });
             }
         };
@@ -471,6 +488,25 @@ impl Parsed {
             .any(|f| f.value.contains(needle))
     }
 
+    /// FROM, TO, CC, BCC: the needle is in the decoded value as written or in the
+    /// address list's normal form. The normal form is built only when the plain test
+    /// fails, so the common hit and the empty needle never parse addresses.
+    fn address_contains(&mut self, name: &str, needle: &str) -> bool {
+        if self.header_contains(name, needle) {
+            return true;
+        }
+        let raw = &self.raw;
+        self.fields
+            .iter_mut()
+            .filter(|f| f.name.eq_ignore_ascii_case(name))
+            .any(|f| {
+                let value = raw.get(f.raw.clone()).unwrap_or_default();
+                f.addresses
+                    .get_or_insert_with(|| address_form(value).to_lowercase())
+                    .contains(needle)
+            })
+    }
+
     fn header_text_contains(&self, needle: &str) -> bool {
         self.header_lower.contains(needle) || self.fields.iter().any(|f| f.value.contains(needle))
     }
@@ -509,18 +545,118 @@ fn decode_field(value: &[u8]) -> String {
         }
         return out;
     }
-    // mail-parser's unstructured parser ends a value at a line end; give it one.
-    let owned;
-    let value = if value.ends_with(b"\n") {
-        value
-    } else {
-        owned = [value, b"\n"].concat();
-        &owned
-    };
-    match MessageStream::new(value).parse_unstructured() {
+    match MessageStream::new(&with_line_end(value)).parse_unstructured() {
         HeaderValue::Text(t) => t.into_owned(),
         _ => String::new(),
     }
+}
+
+/// An address as mail-parser gives it, without the white space it keeps between tokens
+/// (`a @ b.org`, or `a@ b.org` once a comment is cut out): unquoted white space is
+/// folding or comment padding (RFC 5322 §4.4), never part of an addr-spec. Quoted
+/// local parts keep theirs.
+fn addr_spec(address: &str) -> Cow<'_, str> {
+    if !address.contains(char::is_whitespace) {
+        return Cow::Borrowed(address);
+    }
+    let mut out = String::with_capacity(address.len());
+    let (mut quoted, mut escaped) = (false, false);
+    for c in address.chars() {
+        if escaped {
+            escaped = false;
+        } else if quoted && c == '\\' {
+            escaped = true;
+        } else if c == '"' {
+            quoted = !quoted;
+        } else if !quoted && c.is_whitespace() {
+            continue;
+        }
+        out.push(c);
+    }
+    Cow::Owned(out)
+}
+
+/// A raw field value ending in a line end: mail-parser's field parsers stop at the first
+/// line end not followed by folding white space, and the last field of a message
+/// without a body may lack one.
+fn with_line_end(value: &[u8]) -> Cow<'_, [u8]> {
+    if value.ends_with(b"\n") {
+        Cow::Borrowed(value)
+    } else {
+        Cow::Owned([value, b"\n"].concat())
+    }
+}
+
+/// An address field's value in the normal form Dovecot searches: each mailbox as
+/// `Display Name <local@domain>` or bare `local@domain`, names RFC 2047-decoded, comments
+/// cut out of the address and, when there is no display name, taken as it (as in
+/// `user@domain (Name)`; Dovecot does the same), a group as `name: member, member;`, all
+/// joined with ", ". Empty when the value holds no address at all.
+fn address_form(value: &[u8]) -> String {
+    fn push_addr(out: &mut String, addr: &Addr<'_>) {
+        let name = addr.name.as_deref().filter(|n| !n.is_empty());
+        let address = addr
+            .address
+            .as_deref()
+            .map(addr_spec)
+            .filter(|a| !a.is_empty());
+        if name.is_none() && address.is_none() {
+            return;
+        }
+        if !out.is_empty() {
+            out.push_str(", ");
+        }
+        match (name, address) {
+            (Some(name), Some(address)) => {
+                out.push_str(name);
+                out.push_str(" <");
+                out.push_str(&address);
+                out.push('>');
+            }
+            (Some(name), None) => out.push_str(name),
+            (None, Some(address)) => out.push_str(&address),
+            (None, None) => {}
+        }
+    }
+    let mut out = String::new();
+    match MessageStream::new(&with_line_end(value)).parse_address() {
+        HeaderValue::Address(Address::List(addrs)) => {
+            for addr in &addrs {
+                push_addr(&mut out, addr);
+            }
+        }
+        HeaderValue::Address(Address::Group(groups)) => {
+            for group in &groups {
+                match group.name.as_deref().filter(|n| !n.is_empty()) {
+                    // Members render after the colon, not after a list separator.
+                    Some(name) => {
+                        let mut members = String::new();
+                        for addr in &group.addresses {
+                            push_addr(&mut members, addr);
+                        }
+                        if !out.is_empty() {
+                            out.push_str(", ");
+                        }
+                        out.push_str(name);
+                        out.push(':');
+                        if !members.is_empty() {
+                            out.push(' ');
+                            out.push_str(&members);
+                        }
+                        out.push(';');
+                    }
+                    // mail-parser puts addresses outside any group into nameless groups.
+                    None => {
+                        for addr in &group.addresses {
+                            push_addr(&mut out, addr);
+                        }
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+    out
 }
 
 /// Whether the raw body already is the text: not multipart, identity transfer encoding,
@@ -710,13 +846,38 @@ mod tests {
         }
     }
 
+    /// A mailbox of plain messages: UIDs and sequence numbers 1, 2, ..., no flags.
+    fn plain_mailbox(texts: &[&str]) -> Mailbox {
+        let cands = (1..)
+            .zip(texts)
+            .map(|(n, text)| Candidate {
+                seq: n,
+                uid: n,
+                flags: Flags::empty(),
+                keywords: Vec::new(),
+                recent: false,
+                internal_date: 760_686_745,
+                size: text.len() as u64,
+            })
+            .collect();
+        let texts = (1..)
+            .zip(texts)
+            .map(|(n, text)| (n, text.as_bytes().to_vec()))
+            .collect();
+        Mailbox { cands, texts }
+    }
+
     /// UIDs matching `query`, and the UIDs the loader was asked for.
     fn run_logged(query: &str) -> (Vec<u32>, Vec<u32>) {
-        let mb = mailbox();
+        run_logged_in(&mailbox(), query)
+    }
+
+    /// UIDs in `mb` matching `query`, and the UIDs the loader was asked for.
+    fn run_logged_in(mb: &Mailbox, query: &str) -> (Vec<u32>, Vec<u32>) {
         let keys = keys(query);
         let ctx = Context {
             max_seq: mb.cands.len() as u32,
-            max_uid: 7,
+            max_uid: mb.cands.iter().map(|c| c.uid).max().unwrap_or(0),
         };
         let mut loads = Vec::new();
         let mut loader = |uid: u32| {
@@ -730,6 +891,10 @@ mod tests {
 
     fn run(query: &str) -> Vec<u32> {
         run_logged(query).0
+    }
+
+    fn run_in(mb: &Mailbox, query: &str) -> Vec<u32> {
+        run_logged_in(mb, query).0
     }
 
     #[test]
@@ -814,6 +979,9 @@ mod tests {
         assert_eq!(run("FROM \"Jörg Müller\""), [2]);
         assert_eq!(run("FROM \"müller\""), [2]);
         assert_eq!(run("FROM JOERG@EXAMPLE"), [2]);
+        assert_eq!(run("FROM \"jörg\""), [2]);
+        assert_eq!(run("FROM \"jörg müller <joerg@\""), [2]);
+        assert_eq!(run("FROM \"JÖRG MÜLLER <JOERG@\""), [2]);
         assert_eq!(run("TO alice@example.com"), [2, 5, 7]);
         assert_eq!(run("TO bob"), [1]);
         assert_eq!(run("CC carol"), [1]);
@@ -828,6 +996,148 @@ mod tests {
         assert_eq!(run("SUBJECT \"件名ヘルプ and\""), [7]);
         assert_eq!(run("SUBJECT \"件名 ヘルプ\""), Vec::<u32>::new());
         assert_eq!(run("SUBJECT \"\""), [1, 2, 5, 7]);
+    }
+
+    /// Dovecot imaptest's `search-addresses` mailbox and expectations.
+    #[test]
+    fn address_keys_match_parsed_addresses() {
+        let mb = plain_mailbox(&[
+            "From: user-from@domain.org\r\n\
+             To: user-to@domain.org\r\n\
+             Cc: user-cc@domain.org\r\n\
+             Bcc: user-bcc@domain.org\r\n\
+             Subject: plain\r\n\
+             \r\n\
+             body\r\n",
+            "From: RealFrom <user-from@domain.org>\r\n\
+             To: RealTo <user-to@domain.org>\r\n\
+             Cc: RealCc <user-cc@domain.org>\r\n\
+             Bcc: RealBcc <user-bcc@domain.org>\r\n\
+             Subject: named\r\n\
+             \r\n\
+             body\r\n",
+            "From: <user-from (comment)@ (comment) domain.org>\r\n\
+             To: <user-to@domain.org>\r\n\
+             Cc: <user-cc@domain.org>\r\n\
+             Bcc: <user-bcc@domain.org>\r\n\
+             Subject: angle brackets and comments\r\n\
+             \r\n\
+             body\r\n",
+            "From: user-from@domain.org (RealFrom)\r\n\
+             To: user-to@domain.org (RealTo)\r\n\
+             Cc: user-cc@domain.org (RealCc)\r\n\
+             Bcc: user-bcc@domain.org (RealBcc)\r\n\
+             Subject: comment names\r\n\
+             \r\n\
+             body\r\n",
+            "From: user-from1@domain.org, user-from2@domain.org\r\n\
+             Cc: user-cc@domain.org\r\n\
+             Subject: two senders\r\n\
+             \r\n\
+             body\r\n",
+            "To: groupname: groupuser1@domain.org, groupuser2@domain.org;,\r\n  \
+             groupname2: groupuser3@domain.org;\r\n\
+             Subject: groups\r\n\
+             \r\n\
+             body\r\n",
+        ]);
+        let none: &[u32] = &[];
+        let expectations: &[(&str, &[u32])] = &[
+            ("FROM user-from@domain.org", &[1, 2, 3, 4]),
+            ("TO user-to@domain.org", &[1, 2, 3, 4]),
+            ("CC user-cc@domain.org", &[1, 2, 3, 4, 5]),
+            ("BCC user-bcc@domain.org", &[1, 2, 3, 4]),
+            ("FROM realfrom", &[2, 4]),
+            ("TO realto", &[2, 4]),
+            ("CC realcc", &[2, 4]),
+            ("BCC realbcc", &[2, 4]),
+            ("HEADER FROM \"\"", &[1, 2, 3, 4, 5]),
+            ("HEADER TO \"\"", &[1, 2, 3, 4, 6]),
+            ("HEADER CC \"\"", &[1, 2, 3, 4, 5]),
+            ("HEADER BCC \"\"", &[1, 2, 3, 4]),
+            ("FROM ser-fro", &[1, 2, 3, 4, 5]),
+            ("TO ser-t", &[1, 2, 3, 4]),
+            ("CC ser-c", &[1, 2, 3, 4, 5]),
+            ("BCC ser-bc", &[1, 2, 3, 4]),
+            ("FROM ealfro", &[2, 4]),
+            ("TO ealt", &[2, 4]),
+            ("CC ealc", &[2, 4]),
+            ("BCC ealbc", &[2, 4]),
+            ("FROM user-from1", &[5]),
+            ("FROM user-from2", &[5]),
+            ("TO groupname", &[6]),
+            ("TO groupname2", &[6]),
+            ("TO groupuser1", &[6]),
+            ("TO groupuser2", &[6]),
+            ("TO groupuser3", &[6]),
+            ("TO groupuser4", none),
+            // Case-insensitive in both the raw and the parsed form.
+            ("FROM USER-FROM@DOMAIN.ORG", &[1, 2, 3, 4]),
+            ("FROM \"RealFrom <user-from@\"", &[2, 4]),
+        ];
+        let failures: Vec<String> = expectations
+            .iter()
+            .filter_map(|&(query, want)| {
+                let got = run_in(&mb, query);
+                (got != want).then(|| format!("{query}: got {got:?}, want {want:?}"))
+            })
+            .collect();
+        assert!(failures.is_empty(), "{failures:#?}");
+    }
+
+    #[test]
+    fn address_normal_form() {
+        let form = |v: &str| address_form(v.as_bytes());
+        // Comments leave the address; mail-parser makes them the display name when
+        // there is none (Dovecot takes the last comment), which search may match too.
+        assert_eq!(
+            form(" <user-from (comment)@ (comment) domain.org>\r\n"),
+            "comment comment <user-from@domain.org>"
+        );
+        assert_eq!(
+            form(" user-from@domain.org (RealFrom)\r\n"),
+            "RealFrom <user-from@domain.org>"
+        );
+        assert_eq!(
+            form(" =?ISO-8859-1?Q?J=F6rg_M=FCller?= <joerg@example.de>"),
+            "Jörg Müller <joerg@example.de>"
+        );
+        assert_eq!(
+            form(
+                " groupname: groupuser1@domain.org, groupuser2@domain.org;,\r\n  \
+                 groupname2: groupuser3@domain.org;\r\n"
+            ),
+            "groupname: groupuser1@domain.org, groupuser2@domain.org;, \
+             groupname2: groupuser3@domain.org;"
+        );
+        assert_eq!(
+            form(" \"M\u{fc}ller, J\" <j@x>, undisclosed-recipients:;"),
+            "M\u{fc}ller, J <j@x>, undisclosed-recipients:;"
+        );
+        assert_eq!(form(" a@b, g: c@d;, e@f"), "a@b, g: c@d;, e@f");
+        // White space around the `@` goes, inside a quoted local part it stays.
+        assert_eq!(form(" a @ b.org"), "a@b.org");
+        assert_eq!(form(" <a (x)@ b.org>"), "x <a@b.org>");
+        assert_eq!(form(" Name <\"a  b\" @ c.org>"), "Name <\"a  b\"@c.org>");
+        assert_eq!(form(""), "");
+        assert_eq!(form(" (just a comment)\r\n"), "just a comment");
+    }
+
+    #[test]
+    fn address_form_only_when_the_plain_test_fails() {
+        let mut p = Parsed::new(
+            b"From: <a (x)@ b.org>\r\nTo: c@d.org\r\nSubject: a@b.org\r\n\r\n".to_vec(),
+        );
+        // Raw hits and the empty needle parse nothing.
+        assert!(p.address_contains("from", "(x)"));
+        assert!(p.address_contains("from", ""));
+        assert!(p.fields.iter().all(|f| f.addresses.is_none()));
+        // A miss parses the named field once and keeps the result.
+        assert!(p.address_contains("from", "a@b.org"));
+        assert!(!p.address_contains("to", "a@b.org"));
+        let parsed: Vec<bool> = p.fields.iter().map(|f| f.addresses.is_some()).collect();
+        assert_eq!(parsed, [true, true, false]);
+        assert!(!p.address_contains("cc", ""));
     }
 
     #[test]

@@ -1,34 +1,32 @@
-//! The IMAP listeners and the connection loop: imap-codec's fragmentizer splits the byte
-//! stream into lines and literals (so a bad command is skipped exactly, literal data is
-//! never mistaken for commands, and memory is bounded by the literal limit), synchronizing
-//! literals get their `+` continuation, and the session's commands run on the blocking
-//! pool. LOGIN, AUTHENTICATE, STARTTLS and IDLE are handled here because they need the
+//! The IMAP listeners and the connection loop: the [`Framer`] (`framing.rs`) turns the
+//! byte stream into commands and decides about every literal (so a refused command is
+//! skipped exactly, literal data is never mistaken for commands, and memory is bounded by
+//! the literal limit); this loop reads, writes and runs the session's commands on the
+//! blocking pool. LOGIN, AUTHENTICATE, STARTTLS and IDLE are handled here because they need the
 //! network or the async directory.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use imap_codec::encode::Encoder;
-use imap_codec::fragmentizer::{FragmentInfo, Fragmentizer, LiteralAnnouncement};
 use imap_codec::{
     AuthenticateDataCodec, CommandCodec, GreetingCodec, IdleDoneCodec, ResponseCodec,
 };
 use imap_types::auth::{AuthMechanism, AuthenticateData};
 use imap_types::command::{Command, CommandBody};
-use imap_types::core::{LiteralMode, Tag};
+use imap_types::core::Tag;
 use imap_types::response::{Code, Greeting, GreetingKind, Response};
 use imap_types::IntoStatic;
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, warn};
 
+use super::framing::{Event, Framer};
 use super::session::{code, status, ImapContext, Kind, Reply, Session};
 use crate::auth::LoginOutcome;
 use crate::conn::{Connection, ReadError};
 use crate::shutdown::Shutdown;
 
 use crate::conn::TLS_HANDSHAKE_TIMEOUT;
-/// Bytes of command text around literals (a command line is never this long legitimately).
-const MAX_COMMAND_TEXT: u32 = 64 * 1024;
 
 /// Accept connections until shutdown. `implicit_tls` is port 993.
 pub async fn serve(
@@ -85,16 +83,11 @@ fn encode(r: &Response<'_>) -> Vec<u8> {
 /// One connection.
 struct Loop {
     conn: Connection,
-    frag: Fragmentizer,
+    framer: Framer,
     session: Option<Session>,
     ctx: Arc<ImapContext>,
     peer: SocketAddr,
     shutdown: Shutdown,
-    /// Bytes received since the fragmentizer last completed a fragment, and how many may
-    /// come before one must complete: a command line, or an announced literal plus the
-    /// rest of its line. Keeps a client that never sends CRLF from filling memory.
-    pending: usize,
-    allowance: usize,
 }
 
 /// What the fragmentizer produced next.
@@ -113,13 +106,11 @@ impl Loop {
     ) -> Loop {
         Loop {
             conn,
-            frag: Fragmentizer::new(ctx.max_literal.saturating_add(MAX_COMMAND_TEXT)),
+            framer: Framer::new(ctx.max_literal),
             session: Some(session),
             ctx,
             peer,
             shutdown,
-            pending: 0,
-            allowance: MAX_COMMAND_TEXT as usize,
         }
     }
 
@@ -155,12 +146,12 @@ impl Loop {
                 }
                 Next::Message => {}
             }
-            let decoded = self.frag.decode_message(&CommandCodec::default());
+            let decoded = self.framer.decode(&CommandCodec::default());
             let command = match decoded {
                 Ok(cmd) => cmd.into_static(),
                 Err(e) => {
                     debug!(peer = %self.peer, error = ?e, "unparsable IMAP command");
-                    let tag = self.frag.decode_tag().map(|t| t.into_static());
+                    let tag = self.framer.tag();
                     self.send(&status(
                         tag.as_ref(),
                         Kind::Bad,
@@ -179,74 +170,14 @@ impl Loop {
         }
     }
 
-    /// Read until the fragmentizer holds a complete message; answers literal
-    /// announcements on the way. `idle_ok`: a shutdown may end the wait.
+    /// Read until the framer holds a complete command; answers literal announcements and
+    /// refusals on the way. `idle_ok`: a shutdown may end the wait.
     async fn next_message(&mut self, idle_ok: bool) -> Result<Next, ReadError> {
         loop {
-            let progress = self.frag.progress();
-            if progress.is_some() {
-                self.pending = 0;
-                self.allowance = MAX_COMMAND_TEXT as usize;
-            }
-            match progress {
-                Some(FragmentInfo::Line {
-                    announcement: Some(LiteralAnnouncement { mode, length }),
-                    ..
-                }) => {
-                    self.allowance = (length as usize).saturating_add(MAX_COMMAND_TEXT as usize);
-                    if length > self.ctx.max_literal {
-                        let tag = self.frag.decode_tag().map(|t| t.into_static());
-                        match tag {
-                            Some(tag) => {
-                                // A non-synchronizing literal is sent anyway; the fragmentizer
-                                // skips its bytes.
-                                self.frag.skip_message();
-                                self.send(&status(
-                                    Some(&tag),
-                                    Kind::Bad,
-                                    Some(code("TOOBIG")),
-                                    "Literal too large",
-                                ));
-                            }
-                            None => self.frag.poison_message(),
-                        }
-                        continue;
-                    }
-                    if mode == LiteralMode::Sync {
-                        self.conn.queue(b"+ Ready for literal data\r\n");
-                        self.conn.flush().await?;
-                    }
-                }
-                Some(FragmentInfo::Line { start, end, .. })
-                    if end - start > MAX_COMMAND_TEXT as usize =>
-                {
-                    // A command line (not a literal) this long is an attack or a bug; the
-                    // fragmentizer keeps framing, we drop the command.
-                    let tag = self.frag.decode_tag().map(|t| t.into_static());
-                    self.frag.skip_message();
-                    self.send(&status(
-                        tag.as_ref(),
-                        Kind::Bad,
-                        Some(code("TOOBIG")),
-                        "Command line too long",
-                    ));
-                }
-                Some(_) => {
-                    if self.frag.is_message_complete() {
-                        if self.frag.is_max_message_size_exceeded() {
-                            let tag = self.frag.decode_tag().map(|t| t.into_static());
-                            self.send(&status(
-                                tag.as_ref(),
-                                Kind::Bad,
-                                Some(code("TOOBIG")),
-                                "Command too long",
-                            ));
-                            continue;
-                        }
-                        return Ok(Next::Message);
-                    }
-                }
-                None => {
+            let event = self.framer.next(self.authenticated());
+            match event {
+                Event::Message => return Ok(Next::Message),
+                Event::NeedMore => {
                     self.conn.flush().await?;
                     let timeout = self.ctx.idle_timeout;
                     let chunk = if idle_ok {
@@ -263,13 +194,9 @@ impl Loop {
                     };
                     match chunk {
                         Ok(bytes) => {
-                            self.pending += bytes.len();
-                            if self.pending > self.allowance {
-                                debug!(peer = %self.peer, pending = self.pending, allowance = self.allowance, "line too long, closing");
-                                self.conn.queue(b"* BYE [TOOBIG] Line too long\r\n");
+                            if !self.enqueue(&bytes) {
                                 return Ok(Next::Closed);
                             }
-                            self.frag.enqueue_bytes(&bytes);
                         }
                         Err(ReadError::Timeout) => {
                             self.conn.queue(b"* BYE Autologout; idle for too long\r\n");
@@ -278,8 +205,58 @@ impl Loop {
                         Err(e) => return Err(e),
                     }
                 }
+                other => {
+                    if !self.act(other).await? {
+                        return Ok(Next::Closed);
+                    }
+                }
             }
         }
+    }
+
+    fn authenticated(&self) -> bool {
+        self.session
+            .as_ref()
+            .is_some_and(|s| !matches!(s.state, super::session::State::NotAuthenticated))
+    }
+
+    /// Hand bytes to the framer; false ends the connection (a line or literal ran longer
+    /// than announced: memory stays bounded).
+    fn enqueue(&mut self, bytes: &[u8]) -> bool {
+        match self.framer.enqueue(bytes) {
+            Ok(()) => true,
+            Err(e) => {
+                debug!(peer = %self.peer, pending = e.pending, allowance = e.allowance, "line too long, closing");
+                self.conn.queue(b"* BYE [TOOBIG] Line too long\r\n");
+                false
+            }
+        }
+    }
+
+    /// Carry out a framing event other than a command or a need for bytes; false ends
+    /// the connection.
+    async fn act(&mut self, event: Event) -> Result<bool, ReadError> {
+        match event {
+            Event::Continue => {
+                self.conn.queue(b"+ Ready for literal data\r\n");
+                self.conn.flush().await?;
+            }
+            Event::Refused { tag, text, literal } => {
+                if let Some(size) = literal {
+                    let user = self.session.as_ref().and_then(|s| s.user.as_deref());
+                    warn!(peer = %self.peer, user, size, limit = self.ctx.max_literal, "refused a literal over the limit (BAD TOOBIG); its bytes are discarded");
+                }
+                self.send(&status(tag.as_ref(), Kind::Bad, Some(code("TOOBIG")), text));
+            }
+            Event::Close { text, literal } => {
+                warn!(peer = %self.peer, size = literal, "refused a literal over the limit before login; closing");
+                self.conn
+                    .queue(format!("* BYE [TOOBIG] {text}\r\n").as_bytes());
+                return Ok(false);
+            }
+            Event::Message | Event::NeedMore => {}
+        }
+        Ok(true)
     }
 
     /// Run one command; false ends the connection.
@@ -358,12 +335,12 @@ impl Loop {
         ));
         self.conn.flush().await?;
         // Nothing the client sent before the handshake may be read as a command after it.
-        let pipelined = self.frag.progress().is_some();
+        let pipelined = self.framer.next(false) != Event::NeedMore;
         let dropped = self.conn.discard_input();
         if pipelined || dropped > 0 {
             warn!(peer = %self.peer, bytes = dropped, "discarded plaintext pipelined after STARTTLS");
         }
-        self.frag = Fragmentizer::new(self.ctx.max_literal.saturating_add(MAX_COMMAND_TEXT));
+        self.framer.reset();
         self.conn.upgrade(&acceptor, TLS_HANDSHAKE_TIMEOUT).await?;
         self.session()?.tls = true;
         Ok(true)
@@ -457,7 +434,7 @@ impl Loop {
                     Next::Closed => return Ok(false),
                     Next::Message => {}
                 }
-                match self.frag.decode_message(&AuthenticateDataCodec::default()) {
+                match self.framer.decode(&AuthenticateDataCodec::default()) {
                     Ok(AuthenticateData::Continue(d)) => d.declassify().to_vec(),
                     Ok(AuthenticateData::Cancel) => {
                         self.send(&status(
@@ -517,23 +494,34 @@ impl Loop {
         let deadline = tokio::time::Instant::now() + self.ctx.idle_timeout;
         loop {
             // DONE may already be buffered.
-            while let Some(info) = self.frag.progress() {
-                let _ = info;
-                if self.frag.is_message_complete() {
-                    let done = self.frag.decode_message(&IdleDoneCodec::default()).is_ok();
-                    if done {
-                        self.send(&status(Some(tag), Kind::Ok, None, "IDLE terminated"));
-                    } else {
-                        self.send(&status(Some(tag), Kind::Bad, None, "Expected DONE"));
+            loop {
+                match self.framer.next(true) {
+                    Event::NeedMore => break,
+                    Event::Message => {
+                        let done = self.framer.decode(&IdleDoneCodec::default()).is_ok();
+                        if done {
+                            self.send(&status(Some(tag), Kind::Ok, None, "IDLE terminated"));
+                        } else {
+                            self.send(&status(Some(tag), Kind::Bad, None, "Expected DONE"));
+                        }
+                        return Ok(true);
                     }
-                    return Ok(true);
+                    other => {
+                        if !self.act(other).await? {
+                            return Ok(false);
+                        }
+                    }
                 }
             }
             let mut shutdown = self.shutdown.clone();
             tokio::select! {
                 r = self.conn.read_chunk(self.ctx.idle_timeout) => {
                     match r {
-                        Ok(bytes) => self.frag.enqueue_bytes(&bytes),
+                        Ok(bytes) => {
+                            if !self.enqueue(&bytes) {
+                                return Ok(false);
+                            }
+                        }
                         Err(ReadError::Timeout) => {
                             self.conn.queue(b"* BYE Autologout; idle for too long\r\n");
                             return Ok(false);

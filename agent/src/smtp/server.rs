@@ -220,6 +220,17 @@ async fn run(
                     let size = decoder.wire_size();
                     session.data_result(decoder.finish(), size)
                 }
+                Action::Discard { bytes, reply } => {
+                    let mut left = bytes;
+                    conn.read_with(ctx.data_timeout, |buf| {
+                        let take = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                        left -= take as u64;
+                        (left == 0).then_some(take)
+                    })
+                    .await?;
+                    warn!(%peer, bytes, "discarded a BDAT chunk (CHUNKING is not offered)");
+                    Action::Reply(reply)
+                }
                 Action::Deliver(accepted) => {
                     let result =
                         store(ctx, session.queue_id(), *accepted, peer, session.user()).await;

@@ -75,6 +75,12 @@ pub enum Action {
     ReadData(Reply),
     /// Store the message durably, then call [`Session::delivered`].
     Deliver(Box<Accepted>),
+    /// Read and throw away exactly `bytes` bytes, then write the reply: the chunk of a
+    /// BDAT we do not take. Length-announced data is counted, never parsed as commands.
+    Discard {
+        bytes: u64,
+        reply: Reply,
+    },
 }
 
 /// A complete message ready for the spool.
@@ -201,6 +207,15 @@ impl Session {
         }
         let request = match Request::parse(&mut framed.iter()) {
             Ok(r) => r,
+            // A BDAT whose size cannot be read: its chunk cannot be skipped exactly, and
+            // must never be read as commands.
+            Err(_) if line.len() >= 4 && line[..4].eq_ignore_ascii_case(b"BDAT") => {
+                return Action::Close(Reply::new(
+                    554,
+                    "5.5.1",
+                    "BDAT is not offered here (no CHUNKING); closing",
+                ))
+            }
             Err(e) => return self.parse_error(e),
         };
         match request {
@@ -235,10 +250,36 @@ impl Session {
                 "2.0.0",
                 "See RFC 5321; commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT STARTTLS AUTH",
             )),
-            Request::Bdat { .. }
-            | Request::Etrn { .. }
-            | Request::Atrn { .. }
-            | Request::Burl { .. } => self.error(502, "5.5.1", "Command not implemented"),
+            Request::Bdat { chunk_size, .. } => self.bdat(chunk_size as u64),
+            Request::Etrn { .. } | Request::Atrn { .. } | Request::Burl { .. } => {
+                self.error(502, "5.5.1", "Command not implemented")
+            }
+        }
+    }
+
+    /// BDAT (RFC 3030) is not offered (no CHUNKING in EHLO), but a client may send it
+    /// anyway, with its chunk right behind: the chunk is read and thrown away, so no line
+    /// of it is ever taken as a command. A chunk above the message size limit is not worth
+    /// reading: the connection closes instead.
+    fn bdat(&mut self, chunk_size: u64) -> Action {
+        if chunk_size > self.settings.max_message_size {
+            return Action::Close(Reply::new(
+                554,
+                "5.5.1",
+                "BDAT is not offered here (no CHUNKING); closing",
+            ));
+        }
+        match self.error(
+            502,
+            "5.5.1",
+            "BDAT is not offered here (no CHUNKING); chunk discarded",
+        ) {
+            Action::Reply(reply) => Action::Discard {
+                bytes: chunk_size,
+                reply,
+            },
+            // Too many errors: the connection ends, the chunk is not read.
+            other => other,
         }
     }
 

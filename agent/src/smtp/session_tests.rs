@@ -44,7 +44,11 @@ pop3s = 0
 fn resolve(s: &mut Session, mut action: Action) -> String {
     loop {
         action = match action {
-            Action::Reply(r) | Action::Close(r) | Action::StartTls(r) | Action::ReadData(r) => {
+            Action::Reply(r)
+            | Action::Close(r)
+            | Action::StartTls(r)
+            | Action::ReadData(r)
+            | Action::Discard { reply: r, .. } => {
                 return format!("{r}");
             }
             Action::Authenticate { login, password } => s.auth_result(if login == "down" {
