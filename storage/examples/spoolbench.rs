@@ -211,7 +211,9 @@ fn big_mailbox(a: &Args) -> Res<()> {
     let mut build_only = Duration::MAX;
     for _ in 0..3 {
         let start = Instant::now();
-        let built = hamail_storage::index::sync::rebuild(None, &f, &stat, &path)?;
+        let built = hamail_storage::index::sync::rebuild(None, &f, &stat, &path, &mut |p| {
+            Ok(hamail_storage::index::sync::new_uidvalidity(p))
+        })?;
         build_only = build_only.min(start.elapsed());
         if built.messages.len() != a.messages {
             return Err("the in-memory build found the wrong number of messages".into());

@@ -7,6 +7,7 @@
 //! <spool>/index/<user>/<name>.idx         sidecar index ("INBOX.idx" for the inbox)
 //! <spool>/index/<user>/<name>.intent      append-intent record while an append runs
 //! <spool>/index/<user>/<name>.pending/    appends waiting for the lock holder (group commit)
+//! <spool>/index/<user>/.uidvalidity       the highest UIDVALIDITY given to the user's mailboxes
 //! <spool>/queue/                          queue entries
 //! ```
 
@@ -16,6 +17,10 @@ use crate::error::{IoContext, Result, StorageError};
 use crate::lock::LockOptions;
 use crate::mbox::{Appended, Mailbox, NewMessage};
 use crate::queue::Queue;
+
+/// The user's UIDVALIDITY high-water mark, beside the indexes (a dot name, which no
+/// mailbox level may have).
+const UIDVALIDITY_MARK: &str = ".uidvalidity";
 
 /// A spool root plus the lock settings every operation on it uses.
 #[derive(Debug, Clone)]
@@ -50,6 +55,7 @@ impl Spool {
         Ok(Mailbox::new(
             self.root.join("mail").join(user),
             index_dir.join("INBOX"),
+            index_dir.join(UIDVALIDITY_MARK),
             self.lock.clone(),
         ))
     }
@@ -62,9 +68,11 @@ impl Spool {
         }
         validate_user(user)?;
         validate_mailbox(name)?;
+        let index_dir = self.root.join("index").join(user);
         Ok(Mailbox::new(
             self.root.join("folders").join(user).join(name),
-            self.root.join("index").join(user).join(name),
+            index_dir.join(name),
+            index_dir.join(UIDVALIDITY_MARK),
             self.lock.clone(),
         ))
     }

@@ -234,3 +234,32 @@ fn crlf_sizes_are_indexed() {
     std::fs::remove_file(inbox.index_path()).unwrap();
     check();
 }
+
+#[test]
+fn every_index_state_after_an_expunge_has_its_own_generation() {
+    // Sessions (on any host) tell index states apart by generation, message count and
+    // size. An expunge must leave on disk the generation its own session goes on with,
+    // or the next flag change, saved from the file, comes out looking like the state
+    // that session already knows, and it never hears of the change.
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path(), LockOptions::default()).unwrap();
+    let inbox = spool.inbox("dave").unwrap();
+    for i in 0..3 {
+        inbox
+            .append(&[NewMessage::new("s@x.test", message(&format!("m{i}")))])
+            .unwrap();
+    }
+    let mut ws = inbox.write().unwrap();
+    ws.expunge(&[1]).unwrap();
+    let after_expunge = ws.index().generation;
+    drop(ws);
+    let on_disk = inbox.read().unwrap().index().generation;
+    assert_eq!(
+        on_disk, after_expunge,
+        "the file has the session's generation"
+    );
+    let mut ws = inbox.write().unwrap();
+    ws.set_flags(&[(2, hamail_storage::Flags::ANSWERED, Vec::new())])
+        .unwrap();
+    assert_ne!(ws.index().generation, after_expunge);
+}

@@ -9,9 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use imap_codec::encode::Encoder;
-use imap_codec::{
-    AuthenticateDataCodec, CommandCodec, GreetingCodec, IdleDoneCodec, ResponseCodec,
-};
+use imap_codec::{AuthenticateDataCodec, CommandCodec, GreetingCodec, IdleDoneCodec};
 use imap_types::auth::{AuthMechanism, AuthenticateData};
 use imap_types::command::{Command, CommandBody};
 use imap_types::core::Tag;
@@ -21,7 +19,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, warn};
 
 use super::framing::{Event, Framer};
-use super::session::{code, status, ImapContext, Kind, Reply, Session};
+use super::session::{code, encode, status, ImapContext, Kind, Reply, Session};
 use crate::auth::LoginOutcome;
 use crate::conn::{Connection, ReadError};
 use crate::shutdown::Shutdown;
@@ -74,10 +72,6 @@ async fn handle(
     if let Err(e) = Loop::new(conn, session, ctx, peer, shutdown).run().await {
         debug!(%peer, error = %e, "IMAP connection ended");
     }
-}
-
-fn encode(r: &Response<'_>) -> Vec<u8> {
-    ResponseCodec::default().encode(r).dump()
 }
 
 /// One connection.

@@ -21,7 +21,7 @@ use imap_types::extensions::binary::LiteralOrLiteral8;
 use imap_types::extensions::namespace::Namespace;
 use imap_types::extensions::uidplus::{UidElement, UidSet};
 use imap_types::fetch::MacroOrMessageDataItemNames;
-use imap_types::flag::{Flag, FlagNameAttribute, FlagPerm, StoreResponse, StoreType};
+use imap_types::flag::{Flag, FlagNameAttribute, StoreResponse, StoreType};
 use imap_types::mailbox::{ListMailbox, Mailbox};
 use imap_types::response::{Capability, Code, CodeOther, Data, Response, Status};
 use imap_types::search::SearchKey;
@@ -100,6 +100,12 @@ pub struct Session {
     pub tls: bool,
 }
 
+/// A response as bytes on the wire.
+pub fn encode(r: &Response<'_>) -> Vec<u8> {
+    use imap_codec::encode::Encoder;
+    imap_codec::ResponseCodec::default().encode(r).dump()
+}
+
 /// Tagged and untagged status responses; texts are ours, so they always validate.
 pub fn status(
     tag: Option<&Tag<'_>>,
@@ -136,6 +142,11 @@ pub fn code(name: &'static str) -> Code<'static> {
 }
 
 fn storage_no(tag: &Tag<'_>, e: &StorageError) -> Response<'static> {
+    if let StorageError::InvalidName { reason, .. } = e {
+        // A keyword the mailbox has no room for (or cannot store): the client's request,
+        // not the store, is the problem.
+        return status(Some(tag), Kind::No, Some(code("LIMIT")), reason);
+    }
     tracing::warn!(error = %e, "IMAP command failed on the spool");
     if matches!(e, StorageError::NoSpace { .. }) {
         return status(
@@ -250,6 +261,22 @@ fn flags_and_keywords(flags: &[Flag<'_>]) -> (Flags, Vec<String>) {
         }
     }
     (f, k)
+}
+
+/// `NIL` lexes as an atom, but in a flag list it is the nil of the grammar, and a client
+/// shown `FLAGS (NIL)` cannot tell a keyword from nothing: refused (as Dovecot does).
+fn nil_keyword(tag: &Tag<'_>, flags: &[Flag<'_>]) -> Option<Reply> {
+    flags
+        .iter()
+        .any(|f| matches!(f, Flag::Keyword(k) if k.as_ref().eq_ignore_ascii_case("NIL")))
+        .then(|| {
+            Reply::one(status(
+                Some(tag),
+                Kind::Bad,
+                None,
+                "NIL is not a valid keyword",
+            ))
+        })
 }
 
 fn keyword_names(index: &Index, bits: u64) -> Vec<String> {
@@ -530,6 +557,11 @@ impl Session {
         let mbox = folders
             .mailbox(&name)
             .map_err(|e| Reply::one(folder_no(tag, &e)))?;
+        // INBOX exists before its first message: create the empty file, so that SELECT
+        // and STATUS report the UIDVALIDITY it will keep.
+        if name == "INBOX" && !mbox.exists() {
+            mbox.write().map_err(|e| Reply::one(storage_no(tag, &e)))?;
+        }
         Ok((name, mbox))
     }
 
@@ -540,12 +572,6 @@ impl Session {
             Ok(found) => found,
             Err(r) => return r,
         };
-        // INBOX exists before its first message: create the empty file.
-        if name == "INBOX" && !mbox.exists() {
-            if let Err(e) = mbox.write() {
-                return Reply::one(storage_no(tag, &e));
-            }
-        }
         // The index read here stays with the view, so the next command on an unchanged
         // mailbox reads only the index header.
         let mut cache = None;
@@ -564,14 +590,9 @@ impl Session {
             Ok(v) => v,
             Err(e) => return Reply::one(storage_no(tag, &e)),
         };
+        let [flags, permanent] = super::view::flags_responses(&index.keywords, read_only);
         let mut out = vec![
-            Response::Data(Data::Flags(vec![
-                Flag::Answered,
-                Flag::Flagged,
-                Flag::Deleted,
-                Flag::Seen,
-                Flag::Draft,
-            ])),
+            flags,
             Response::Data(Data::Exists(view.exists())),
             Response::Data(Data::Recent(view.recent_count())),
         ];
@@ -587,24 +608,7 @@ impl Session {
                 "First unseen",
             ));
         }
-        let perm = if read_only {
-            Vec::new()
-        } else {
-            vec![
-                FlagPerm::Flag(Flag::Answered),
-                FlagPerm::Flag(Flag::Flagged),
-                FlagPerm::Flag(Flag::Deleted),
-                FlagPerm::Flag(Flag::Seen),
-                FlagPerm::Flag(Flag::Draft),
-                FlagPerm::Asterisk,
-            ]
-        };
-        out.push(status(
-            None,
-            Kind::Ok,
-            Some(Code::PermanentFlags(perm)),
-            "Flags permitted",
-        ));
+        out.push(permanent);
         if let Some(v) = NonZeroU32::new(index.uidvalidity) {
             out.push(status(
                 None,
@@ -773,26 +777,56 @@ impl Session {
             }));
         } else {
             let folders = Folders::new(&self.ctx.spool, self.user());
-            let subs = if lsub {
-                folders.subscriptions()
-            } else {
-                Vec::new()
+            let entries = folders.list();
+            let matches = |name: &str| {
+                names::list_matches(&reference, &pattern, &names::encode_mailbox(name))
             };
-            for e in folders.list() {
-                let wire = names::encode_mailbox(&e.name);
-                if !names::list_matches(&reference, &pattern, &wire) {
-                    continue;
-                }
-                if lsub && !subs.iter().any(|s| s == &e.name) {
-                    continue;
-                }
+            let attributes = |name: &str| {
                 let mut items = Vec::new();
-                if e.noselect {
-                    items.push(FlagNameAttribute::Noselect);
-                } else if e.name != "INBOX" {
-                    items.push(FlagNameAttribute::Noinferiors);
+                match entries.iter().find(|e| e.name == name) {
+                    Some(e) if e.noselect => items.push(FlagNameAttribute::Noselect),
+                    Some(e) if e.name != "INBOX" => items.push(FlagNameAttribute::Noinferiors),
+                    _ => {}
                 }
-                let Ok(mailbox) = Mailbox::try_from(wire) else {
+                items
+            };
+            let mut found: Vec<(String, Vec<FlagNameAttribute<'static>>)> = Vec::new();
+            if lsub {
+                // Subscribed names, whether or not the mailbox exists now (RFC 3501
+                // §6.3.6: the server never drops a subscription on its own).
+                let subs = folders.subscriptions();
+                for sub in &subs {
+                    if matches(sub) {
+                        if !found.iter().any(|(n, _)| n == sub) {
+                            found.push((sub.clone(), attributes(sub)));
+                        }
+                        continue;
+                    }
+                    // §6.3.9: with `%`, an unsubscribed parent of a subscribed name that
+                    // the pattern reaches is returned \Noselect in its place.
+                    if !pattern.contains('%') {
+                        continue;
+                    }
+                    let levels: Vec<usize> = sub.match_indices('/').map(|(i, _)| i).collect();
+                    for at in levels {
+                        let parent = &sub[..at];
+                        if matches(parent)
+                            && !subs.iter().any(|s| s == parent)
+                            && !found.iter().any(|(n, _)| n == parent)
+                        {
+                            found.push((parent.to_string(), vec![FlagNameAttribute::Noselect]));
+                        }
+                    }
+                }
+            } else {
+                for e in &entries {
+                    if matches(&e.name) {
+                        found.push((e.name.clone(), attributes(&e.name)));
+                    }
+                }
+            }
+            for (name, items) in found {
+                let Ok(mailbox) = Mailbox::try_from(names::encode_mailbox(&name)) else {
                     continue;
                 };
                 let mailbox = mailbox.into_static();
@@ -898,6 +932,9 @@ impl Session {
         date: Option<imap_types::datetime::DateTime>,
         message: LiteralOrLiteral8<'_>,
     ) -> Reply {
+        if let Some(bad) = nil_keyword(tag, flags) {
+            return bad;
+        }
         let (_, mbox) = match self.existing(tag, mailbox, Code::TryCreate) {
             Ok(found) => found,
             Err(r) => return r,
@@ -985,6 +1022,13 @@ impl Session {
                 changed = changes.iter().map(|c| c.0).collect();
             }
             let rs = view.read()?;
+            // Keywords set meanwhile (here or on another host) are announced first; the
+            // FETCH lines may be written straight to `raw`, which goes out before `out`.
+            let mut announce = Vec::new();
+            view.announce_keywords(rs.index(), &mut announce);
+            for r in &announce {
+                raw.extend_from_slice(&encode(r));
+            }
             missing = emit_fetch(
                 view,
                 &plan,
@@ -1022,6 +1066,9 @@ impl Session {
                 "Mailbox is read-only",
             ));
         }
+        if let Some(bad) = nil_keyword(tag, flags) {
+            return bad;
+        }
         let (f, k) = flags_and_keywords(flags);
         let targets = resolve(view, set, uid);
         let mut out = Vec::new();
@@ -1052,6 +1099,8 @@ impl Session {
             if !changes.is_empty() {
                 ws.set_flags(&changes)?;
             }
+            // A keyword new to the mailbox is announced before the FETCH that carries it.
+            view.announce_keywords(ws.index(), &mut out);
             for (u, nf, nk) in &changes {
                 let Some(seq) = view.seq_of(*u) else { continue };
                 if response == StoreResponse::Answer {

@@ -6,6 +6,11 @@
 //! storage lock, changes made by other sessions on this host or any other host reach the
 //! client at its next command (or during IDLE, which polls).
 //!
+//! Keywords (RFC 3501 §7.2.6): the session announces the mailbox's keywords in `FLAGS` and
+//! `PERMANENTFLAGS`, and whenever that set grows (a STORE here, or a session on any host)
+//! it sends both again *before* any response that uses a new keyword
+//! ([`View::announce_keywords`]).
+//!
 //! \Recent (RFC 3501 §2.3.2.2) goes to exactly one session: a small `<mailbox>.recent`
 //! file beside the index holds the highest UID already given out, updated under its own
 //! NFS-safe dotlock by the first read-write session that sees new messages.
@@ -15,13 +20,13 @@ use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use hamail_storage::index::Index;
+use hamail_storage::index::{Index, MAX_KEYWORDS};
 use hamail_storage::lock::DotLock;
 use hamail_storage::{Flags, LockOptions, Mailbox, StorageError};
 use imap_types::core::Vec1;
 use imap_types::fetch::MessageDataItem;
-use imap_types::flag::{Flag, FlagFetch};
-use imap_types::response::{Data, Response};
+use imap_types::flag::{Flag, FlagFetch, FlagPerm};
+use imap_types::response::{Code, Data, Response};
 
 /// What one message looked like to the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +50,8 @@ pub struct View {
     /// Expunged on the spool but not yet announced (RFC 3501 §7.4.1 forbids EXPUNGE
     /// responses during FETCH, STORE and SEARCH).
     ghosts: HashSet<u32>,
+    /// The keywords the client was last told in FLAGS (the index's list, in its order).
+    keywords: Vec<String>,
     lock: LockOptions,
     /// The index as last read: reused while the file is unchanged.
     cache: Option<hamail_storage::IndexCache>,
@@ -103,6 +110,7 @@ impl View {
             known: Vec::new(),
             recent: HashSet::new(),
             ghosts: HashSet::new(),
+            keywords: index.keywords.clone(),
             lock,
             cache: None,
             synced: Some(Stamp::of(index)),
@@ -172,6 +180,7 @@ impl View {
         if self.synced == Some(stamp) && self.ghosts.is_empty() {
             return Ok(());
         }
+        self.announce_keywords(index, out);
         // Flag changes first, with the sequence numbers the client has now.
         let mut gone = Vec::new();
         for (i, uid) in self.uids.iter().enumerate() {
@@ -238,6 +247,17 @@ impl View {
         Ok(())
     }
 
+    /// If the mailbox has keywords the client has not been told of, the `FLAGS` and
+    /// `PERMANENTFLAGS` responses that tell it. Called before any response that may carry
+    /// a keyword: a client may reject a flag it was never told exists.
+    pub fn announce_keywords(&mut self, index: &Index, out: &mut Vec<Response<'static>>) {
+        if index.keywords == self.keywords {
+            return;
+        }
+        self.keywords = index.keywords.clone();
+        out.extend(flags_responses(&self.keywords, self.read_only));
+    }
+
     fn recent_path(&self) -> PathBuf {
         self.mailbox.index_path().with_extension("recent")
     }
@@ -294,6 +314,52 @@ fn known(index: &Index, flags: Flags, keywords: u64) -> Known {
             .map(str::to_string)
             .collect(),
     }
+}
+
+/// `* FLAGS (...)` and `* OK [PERMANENTFLAGS (...)]` for a mailbox with these keywords:
+/// the system flags and every keyword; `\*` (new keywords allowed) while the mailbox has
+/// room for more, and nothing permanent when it is read-only.
+pub fn flags_responses(keywords: &[String], read_only: bool) -> [Response<'static>; 2] {
+    let room = keywords.len() < MAX_KEYWORDS;
+    let system = [
+        Flag::Answered,
+        Flag::Flagged,
+        Flag::Deleted,
+        Flag::Seen,
+        Flag::Draft,
+    ];
+    let keywords: Vec<Flag<'static>> = keywords
+        .iter()
+        .filter_map(|k| Flag::try_from(k.as_str()).ok())
+        .map(imap_types::IntoStatic::into_static)
+        .collect();
+    let flags = system
+        .iter()
+        .cloned()
+        .chain(keywords.iter().cloned())
+        .collect();
+    let perm = if read_only {
+        Vec::new()
+    } else {
+        let mut perm: Vec<FlagPerm<'static>> = system
+            .into_iter()
+            .chain(keywords)
+            .map(FlagPerm::Flag)
+            .collect();
+        if room {
+            perm.push(FlagPerm::Asterisk);
+        }
+        perm
+    };
+    [
+        Response::Data(Data::Flags(flags)),
+        super::session::status(
+            None,
+            super::session::Kind::Ok,
+            Some(Code::PermanentFlags(perm)),
+            "Flags permitted",
+        ),
+    ]
 }
 
 /// The FLAGS list of a message as IMAP items.

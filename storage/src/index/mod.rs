@@ -11,8 +11,9 @@ mod file;
 mod flags;
 mod headers;
 pub mod sync;
+pub mod validity;
 
-pub use file::{beside as file_beside, Index, INDEX_SUFFIX};
+pub use file::{beside as file_beside, Index, INDEX_SUFFIX, MAX_KEYWORDS};
 pub use flags::Flags;
 pub use headers::{parse as headers_parse, ImportedMessage, ImportedState};
 pub use sync::{MboxStat, Validity};

@@ -299,14 +299,28 @@ fn boundary_after(file: &File, path: &Path, from: u64, size: u64) -> Result<Opti
 }
 
 /// Build an index from the whole mbox, keeping what `old` knew where it still applies.
-pub fn rebuild(old: Option<&Index>, file: &File, stat: &MboxStat, path: &Path) -> Result<Index> {
+/// `fresh_uidvalidity` gives a new UIDVALIDITY above the one passed (see [`validity`]).
+///
+/// [`validity`]: super::validity
+pub fn rebuild(
+    old: Option<&Index>,
+    file: &File,
+    stat: &MboxStat,
+    path: &Path,
+    fresh_uidvalidity: &mut dyn FnMut(Option<u32>) -> Result<u32>,
+) -> Result<Index> {
     let scanned = scan_all(file, path, stat.size, old.is_none())?;
     let index = match old {
         Some(old) => match keep_uids(old, &scanned, stat) {
             Some(index) => index,
-            None => fresh(Some(old.uidvalidity), Vec::new(), scanned, stat),
+            None => fresh(
+                fresh_uidvalidity(Some(old.uidvalidity))?,
+                Vec::new(),
+                scanned,
+                stat,
+            ),
         },
-        None => import_headers(scanned, stat),
+        None => import_headers(scanned, stat, fresh_uidvalidity)?,
     };
     tracing::info!(
         mbox = %path.display(),
@@ -362,12 +376,12 @@ fn keep_uids(
 }
 
 fn fresh(
-    previous: Option<u32>,
+    uidvalidity: u32,
     keywords: Vec<String>,
     scanned: Vec<(MessageMeta, headers::ImportedMessage)>,
     stat: &MboxStat,
 ) -> Index {
-    let mut index = Index::new(new_uidvalidity(previous), *stat);
+    let mut index = Index::new(uidvalidity, *stat);
     index.keywords = keywords;
     for (meta, _) in scanned {
         index.push(meta);
@@ -377,7 +391,11 @@ fn fresh(
 
 /// First build of an index for an mbox we have never seen: honour the headers other
 /// IMAP servers left, if they are consistent (UIDs ascending and below UIDNEXT).
-fn import_headers(scanned: Vec<(MessageMeta, headers::ImportedMessage)>, stat: &MboxStat) -> Index {
+fn import_headers(
+    scanned: Vec<(MessageMeta, headers::ImportedMessage)>,
+    stat: &MboxStat,
+    fresh_uidvalidity: &mut dyn FnMut(Option<u32>) -> Result<u32>,
+) -> Result<Index> {
     // Only the first message may carry the mailbox state or be a pseudo message; an
     // absurd UIDNEXT (no room left for new mail) is not trusted.
     let base = scanned
@@ -402,8 +420,8 @@ fn import_headers(scanned: Vec<(MessageMeta, headers::ImportedMessage)>, stat: &
     // under it would give old UIDs to other messages.
     let mut index = match &base {
         Some(b) if uids_ok => Index::new(b.uidvalidity, *stat),
-        Some(b) => Index::new(new_uidvalidity(Some(b.uidvalidity)), *stat),
-        None => Index::new(new_uidvalidity(None), *stat),
+        Some(b) => Index::new(fresh_uidvalidity(Some(b.uidvalidity))?, *stat),
+        None => Index::new(fresh_uidvalidity(None)?, *stat),
     };
     if let Some(b) = &base {
         for k in &b.keywords {
@@ -438,7 +456,7 @@ fn import_headers(scanned: Vec<(MessageMeta, headers::ImportedMessage)>, stat: &
         let last = index.messages.last().map_or(0, |m| m.uid);
         index.uidnext = base.map_or(1, |b| b.uidnext).max(last + 1);
     }
-    index
+    Ok(index)
 }
 
 #[cfg(test)]

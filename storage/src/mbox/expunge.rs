@@ -89,6 +89,10 @@ pub fn expunge(session: &mut WriteSession, uids: &[u32]) -> Result<Vec<u32>> {
     let mut index: Index = session.index.clone();
     index.messages = kept;
     index.mbox = MboxStat::of(guard.file(), &tmp).map_err(cleanup)?;
+    // A new generation in the file itself, not only in memory: readers tell index states
+    // apart by (generation, count, size), and a flag change saved later from this file
+    // must not come out with the same generation as this in-memory index.
+    index.generation += 1;
     let index_path = session.mailbox.index_path();
     let index_new = index.write_beside(&index_path).map_err(cleanup)?;
     debug_assert_eq!(index_new, file_beside(&index_path));
@@ -108,7 +112,6 @@ pub fn expunge(session: &mut WriteSession, uids: &[u32]) -> Result<Vec<u32>> {
         return Err(e);
     }
     fault::point("expunge:after-index-rename");
-    index.generation += 1;
     session.index = index;
     Ok(removed)
 }

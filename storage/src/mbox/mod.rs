@@ -74,14 +74,22 @@ pub struct Mailbox {
     mbox: PathBuf,
     /// Index paths without suffix, e.g. `<spool>/index/alice/INBOX`.
     index_base: PathBuf,
+    /// The user's UIDVALIDITY high-water mark ([`index::validity`]).
+    uidvalidity_mark: PathBuf,
     lock: LockOptions,
 }
 
 impl Mailbox {
-    pub(crate) fn new(mbox: PathBuf, index_base: PathBuf, lock: LockOptions) -> Mailbox {
+    pub(crate) fn new(
+        mbox: PathBuf,
+        index_base: PathBuf,
+        uidvalidity_mark: PathBuf,
+        lock: LockOptions,
+    ) -> Mailbox {
         Mailbox {
             mbox,
             index_base,
+            uidvalidity_mark,
             lock,
         }
     }
@@ -409,7 +417,9 @@ fn sync_index(mailbox: &Mailbox, file: &File) -> Result<Index> {
         }
         let _ = std::fs::remove_file(&new_path);
     }
-    let mut idx = index::sync::rebuild(old.as_ref(), file, &stat, path)?;
+    let mut idx = index::sync::rebuild(old.as_ref(), file, &stat, path, &mut |previous| {
+        index::validity::next(&mailbox.uidvalidity_mark, previous, &mailbox.lock)
+    })?;
     idx.write_new(&index_path, true)?;
     Ok(idx)
 }
