@@ -498,3 +498,43 @@ fn refused_literals_never_run_as_commands() {
         "{log}"
     );
 }
+
+#[test]
+fn a_mailbox_full_of_keywords_says_so() {
+    // 64 keywords per mailbox: the 65th is NO [LIMIT] (the client's request, not a store
+    // failure), and PERMANENTFLAGS stops offering \* once the mailbox is full.
+    let mut lab = Lab::new(1, "");
+    lab.edit_config(
+        "allow_plaintext_auth = false",
+        "allow_plaintext_auth = true",
+    );
+    lab.start(0, &[]);
+    deliver(&lab, 0, "alice", &["k1"]);
+    let (mut raw, _) = Raw::connect(lab.addr(0, IMAP));
+    raw.send(b"a LOGIN alice alice-pw\r\nb SELECT INBOX\r\n");
+    let lines = read_until(&mut raw, "b ");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("PERMANENTFLAGS") && l.contains("\\*")),
+        "{lines:?}"
+    );
+    let all: Vec<String> = (1..=64).map(|i| format!("$k{i}")).collect();
+    raw.send(format!("c STORE 1 +FLAGS.SILENT ({})\r\n", all.join(" ")).as_bytes());
+    let lines = read_until(&mut raw, "c ");
+    assert!(lines.last().unwrap().starts_with("c OK"), "{lines:?}");
+    let permanent = lines.iter().find(|l| l.contains("PERMANENTFLAGS")).unwrap();
+    assert!(
+        permanent.contains("$k64") && !permanent.contains("\\*"),
+        "{permanent}"
+    );
+    raw.send(b"d STORE 1 +FLAGS ($k65)\r\n");
+    let last = read_until(&mut raw, "d ").pop().unwrap();
+    assert!(last.starts_with("d NO [LIMIT]"), "{last}");
+    raw.send(b"e FETCH 1 FLAGS\r\n");
+    let lines = read_until(&mut raw, "e ");
+    assert!(
+        lines[0].contains("$k64") && !lines[0].contains("$k65"),
+        "{lines:?}"
+    );
+}
