@@ -18,7 +18,7 @@ use imap_types::IntoStatic;
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, warn};
 
-use super::framing::{Event, Framer};
+use super::framing::{Event, Framer, MAX_LITERAL_BEFORE_LOGIN};
 use super::session::{code, encode, status, ImapContext, Kind, Reply, Session};
 use crate::auth::LoginOutcome;
 use crate::conn::{Connection, ReadError};
@@ -238,7 +238,12 @@ impl Loop {
             Event::Refused { tag, text, literal } => {
                 if let Some(size) = literal {
                     let user = self.session.as_ref().and_then(|s| s.user.as_deref());
-                    warn!(peer = %self.peer, user, size, limit = self.ctx.max_literal, "refused a literal over the limit (BAD TOOBIG); its bytes are discarded");
+                    let limit = if user.is_some() {
+                        self.ctx.max_literal
+                    } else {
+                        self.ctx.max_literal.min(MAX_LITERAL_BEFORE_LOGIN)
+                    };
+                    warn!(peer = %self.peer, user, size, limit, "refused a literal over the limit (BAD TOOBIG); no byte of it is read as a command");
                 }
                 self.send(&status(tag.as_ref(), Kind::Bad, Some(code("TOOBIG")), text));
             }
