@@ -143,9 +143,14 @@ pub fn code(name: &'static str) -> Code<'static> {
 
 fn storage_no(tag: &Tag<'_>, e: &StorageError) -> Response<'static> {
     if let StorageError::InvalidName { reason, .. } = e {
-        // A keyword the mailbox has no room for (or cannot store): the client's request,
-        // not the store, is the problem.
-        return status(Some(tag), Kind::No, Some(code("LIMIT")), reason);
+        // The client's request, not the store, is the problem (permanent): a keyword the
+        // mailbox has no room for, or a name the spool cannot hold.
+        let kind = if reason.contains("keyword") {
+            "LIMIT"
+        } else {
+            "CANNOT"
+        };
+        return status(Some(tag), Kind::No, Some(code(kind)), reason);
     }
     tracing::warn!(error = %e, "IMAP command failed on the spool");
     if matches!(e, StorageError::NoSpace { .. }) {

@@ -1,7 +1,7 @@
 //! Scanning arbitrary bytes as an mbox (the cold index build) never panics, and the
 //! messages it finds tile the file exactly.
 #![no_main]
-use hamail_storage::index::sync::{rebuild, scan, MboxStat};
+use hamail_storage::index::sync::{new_uidvalidity, rebuild, scan, MboxStat};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -18,7 +18,7 @@ fuzz_target!(|data: &[u8]| {
     .ok();
     assert!(data.is_empty() || next == data.len() as u64);
     if let Ok(stat) = MboxStat::of(&f, &path) {
-        if let Ok(index) = rebuild(None, &f, &stat, &path) {
+        if let Ok(index) = rebuild(None, &f, &stat, &path, &mut |p| Ok(new_uidvalidity(p))) {
             assert_eq!(index.covered(), data.len() as u64);
         }
     }
