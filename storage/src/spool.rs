@@ -7,6 +7,7 @@
 //! <spool>/index/<user>/<name>.idx         sidecar index ("INBOX.idx" for the inbox)
 //! <spool>/index/<user>/<name>.intent      append-intent record while an append runs
 //! <spool>/index/<user>/<name>.pending/    appends waiting for the lock holder (group commit)
+//! <spool>/index/<user>/<name>.recent      highest UID handed out as \Recent
 //! <spool>/index/<user>/.uidvalidity       the highest UIDVALIDITY given to the user's mailboxes
 //! <spool>/queue/                          queue entries
 //! ```
@@ -17,6 +18,12 @@ use crate::error::{IoContext, Result, StorageError};
 use crate::lock::LockOptions;
 use crate::mbox::{Appended, Mailbox, NewMessage};
 use crate::queue::Queue;
+
+/// Suffixes of the spool's own files beside mailboxes and indexes (dotlocks, index,
+/// append intent, group-commit directory, temporaries, \Recent watermark): no level of a
+/// mailbox name may end in one, or its files could collide with another mailbox's.
+pub const RESERVED_SUFFIXES: [&str; 6] =
+    [".lock", ".idx", ".intent", ".pending", ".tmp", ".recent"];
 
 /// The user's UIDVALIDITY high-water mark, beside the indexes (a dot name, which no
 /// mailbox level may have).
@@ -138,7 +145,7 @@ pub fn validate_mailbox(name: &str) -> Result<()> {
         if part.chars().any(|c| c.is_control()) {
             return Err(invalid(name, "control characters are not allowed"));
         }
-        for suffix in [".lock", ".idx", ".intent", ".pending", ".tmp"] {
+        for suffix in RESERVED_SUFFIXES {
             if part.ends_with(suffix) {
                 return Err(invalid(name, "reserved suffix"));
             }
@@ -160,7 +167,17 @@ mod tests {
             assert!(validate_user(good).is_ok(), "user {good:?}");
         }
         for bad in [
-            "", "..", "a/../b", "/abs", "a//b", "a/", ".x", "x.lock", "a\nb", "y/z.idx",
+            "",
+            "..",
+            "a/../b",
+            "/abs",
+            "a//b",
+            "a/",
+            ".x",
+            "x.lock",
+            "a\nb",
+            "y/z.idx",
+            "x.recent/y",
         ] {
             assert!(validate_mailbox(bad).is_err(), "mailbox {bad:?}");
         }

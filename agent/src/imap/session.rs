@@ -585,13 +585,7 @@ impl Session {
             Err(e) => return Reply::one(storage_no(tag, &e)),
         };
         let index = rs.index();
-        let mut view = match View::open(
-            mbox.clone(),
-            name,
-            read_only,
-            index,
-            self.ctx.spool.lock_options().clone(),
-        ) {
+        let mut view = match View::open(mbox.clone(), name, read_only, index) {
             Ok(v) => v,
             Err(e) => return Reply::one(storage_no(tag, &e)),
         };
@@ -881,7 +875,7 @@ impl Session {
             match mbox.read() {
                 Ok(rs) => {
                     let idx = rs.index();
-                    let wm = View::recent_watermark(&mbox);
+                    let wm = mbox.recent_watermark();
                     let vis: Vec<_> = idx.visible().collect();
                     (
                         vis.len() as u32,

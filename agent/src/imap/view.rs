@@ -11,18 +11,15 @@
 //! it sends both again *before* any response that uses a new keyword
 //! ([`View::announce_keywords`]).
 //!
-//! \Recent (RFC 3501 §2.3.2.2) goes to exactly one session: a small `<mailbox>.recent`
-//! file beside the index holds the highest UID already given out, updated under its own
-//! NFS-safe dotlock by the first read-write session that sees new messages.
+//! \Recent (RFC 3501 §2.3.2.2) goes to exactly one session: the storage crate keeps the
+//! highest UID already given out ([`Mailbox::claim_recent`]), claimed by the first
+//! read-write session that sees new messages.
 
 use std::collections::HashSet;
 use std::num::NonZeroU32;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use hamail_storage::index::{Index, MAX_KEYWORDS};
-use hamail_storage::lock::DotLock;
-use hamail_storage::{Flags, LockOptions, Mailbox, StorageError};
+use hamail_storage::{Flags, Mailbox, StorageError};
 use imap_types::core::Vec1;
 use imap_types::fetch::MessageDataItem;
 use imap_types::flag::{Flag, FlagFetch, FlagPerm};
@@ -52,7 +49,6 @@ pub struct View {
     ghosts: HashSet<u32>,
     /// The keywords the client was last told in FLAGS (the index's list, in its order).
     keywords: Vec<String>,
-    lock: LockOptions,
     /// The index as last read: reused while the file is unchanged.
     cache: Option<hamail_storage::IndexCache>,
     /// The index state the client was last brought up to date with: when the next
@@ -99,7 +95,6 @@ impl View {
         name: String,
         read_only: bool,
         index: &Index,
-        lock: LockOptions,
     ) -> Result<View, StorageError> {
         let mut view = View {
             mailbox,
@@ -111,7 +106,6 @@ impl View {
             recent: HashSet::new(),
             ghosts: HashSet::new(),
             keywords: index.keywords.clone(),
-            lock,
             cache: None,
             synced: Some(Stamp::of(index)),
         };
@@ -258,51 +252,14 @@ impl View {
         out.extend(flags_responses(&self.keywords, self.read_only));
     }
 
-    fn recent_path(&self) -> PathBuf {
-        self.mailbox.index_path().with_extension("recent")
-    }
-
     /// The first UID that is \Recent for this session: read-write sessions claim every
     /// message up to `max`; read-only ones only look.
     fn recent_from(&self, max: u32) -> Result<u32, StorageError> {
-        let path = self.recent_path();
         if self.read_only {
-            return Ok(read_watermark(&path).saturating_add(1));
+            return Ok(self.mailbox.recent_watermark().saturating_add(1));
         }
-        if max == 0 || read_watermark(&path) >= max {
-            return Ok(u32::MAX);
-        }
-        let lock_path = hamail_storage::lock::dotlock::lock_path(&path);
-        let _lock = DotLock::acquire(
-            &lock_path,
-            &self.lock,
-            Instant::now() + self.lock.timeout.min(Duration::from_secs(5)),
-        )?;
-        let seen = read_watermark(&path);
-        if seen >= max {
-            return Ok(u32::MAX);
-        }
-        write_watermark(&path, max).map_err(|e| StorageError::io(&path, e))?;
-        Ok(seen.saturating_add(1))
+        self.mailbox.claim_recent(max)
     }
-
-    /// \Recent as others see it (STATUS): UIDs above the watermark.
-    pub fn recent_watermark(mailbox: &Mailbox) -> u32 {
-        read_watermark(&mailbox.index_path().with_extension("recent"))
-    }
-}
-
-fn read_watermark(path: &Path) -> u32 {
-    std::fs::read_to_string(path)
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(0)
-}
-
-fn write_watermark(path: &Path, uid: u32) -> std::io::Result<()> {
-    let tmp = path.with_extension("recent.tmp");
-    std::fs::write(&tmp, format!("{uid}\n"))?;
-    std::fs::rename(&tmp, path)
 }
 
 fn known(index: &Index, flags: Flags, keywords: u64) -> Known {

@@ -6,6 +6,7 @@
 //! - [`Mailbox::write`] gives a [`WriteSession`]: dotlock + fcntl write lock, a crashed
 //!   append repaired ([`append`]), the index brought up to date and saved.
 //! - [`Mailbox::append`] delivers durably with group commit across processes and hosts.
+//! - [`Mailbox::claim_recent`] hands out \Recent, once per message ([`recent`]).
 //!
 //! No state is kept across sessions: every session re-reads the index and re-validates it
 //! against the mbox after taking its lock (invariant 2).
@@ -15,6 +16,7 @@ mod expunge;
 pub mod format;
 pub mod intent;
 mod pending;
+mod recent;
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -108,6 +110,10 @@ impl Mailbox {
 
     pub(crate) fn pending_dir(&self) -> PathBuf {
         self.with_suffix(".pending")
+    }
+
+    pub(crate) fn recent_path(&self) -> PathBuf {
+        self.with_suffix(".recent")
     }
 
     fn with_suffix(&self, suffix: &str) -> PathBuf {
