@@ -267,14 +267,17 @@ fn replay(lab: &Lab, file: &str, hosts: &[usize]) {
     }
 }
 
-#[test]
-fn rfc3501_examples() {
-    let mut lab = Lab::new(1, "");
+/// `hosts` agents on one spool, plaintext login allowed, three messages (Subject m1, m2,
+/// m3, from s@remote.test) delivered to alice.
+fn lab_with_mail(hosts: usize) -> Lab {
+    let mut lab = Lab::new(hosts, "");
     lab.edit_config(
         "allow_plaintext_auth = false",
         "allow_plaintext_auth = true",
     );
-    lab.start(0, &[]);
+    for host in 0..hosts {
+        lab.start(host, &[]);
+    }
     for tag in ["m1", "m2", "m3"] {
         let (mut raw, _) = Raw::connect(lab.addr(0, SMTP));
         raw.cmd("EHLO t.test");
@@ -284,59 +287,40 @@ fn rfc3501_examples() {
         raw.send(format!("From: s@remote.test\r\nSubject: {tag}\r\n\r\nbody of {tag}\r\n..dotted line\r\n.\r\n").as_bytes());
         assert_eq!(raw.reply().0, 250);
     }
-    replay(&lab, "rfc3501.txt", &[0]);
-}
-
-/// Two agents on one spool, plaintext login allowed, three messages delivered to alice.
-fn two_hosts() -> Lab {
-    let mut lab = Lab::new(2, "");
-    lab.edit_config(
-        "allow_plaintext_auth = false",
-        "allow_plaintext_auth = true",
-    );
-    lab.start(0, &[]);
-    lab.start(1, &[]);
-    for tag in ["m1", "m2", "m3"] {
-        let (mut raw, _) = Raw::connect(lab.addr(0, SMTP));
-        raw.cmd("EHLO t.test");
-        raw.cmd("MAIL FROM:<s@remote.test>");
-        raw.cmd("RCPT TO:<alice@example.test>");
-        raw.cmd("DATA");
-        raw.send(
-            format!("From: s@remote.test\r\nSubject: {tag}\r\n\r\nbody of {tag}\r\n.\r\n")
-                .as_bytes(),
-        );
-        assert_eq!(raw.reply().0, 250);
-    }
     lab
 }
 
 #[test]
+fn rfc3501_examples() {
+    replay(&lab_with_mail(1), "rfc3501.txt", &[0]);
+}
+
+#[test]
 fn keywords_are_announced_before_use_on_every_host() {
-    replay(&two_hosts(), "keywords.txt", &[0, 1]);
+    replay(&lab_with_mail(2), "keywords.txt", &[0, 1]);
 }
 
 #[test]
 fn flag_changes_after_an_expunge_reach_every_session() {
-    replay(&two_hosts(), "expunge-flags.txt", &[0, 1]);
+    replay(&lab_with_mail(2), "expunge-flags.txt", &[0, 1]);
 }
 
 #[test]
 fn a_recreated_mailbox_never_reuses_a_uidvalidity() {
-    replay(&two_hosts(), "uidvalidity.txt", &[0, 1, 1]);
+    replay(&lab_with_mail(2), "uidvalidity.txt", &[0, 1, 1]);
 }
 
 #[test]
 fn lsub_returns_noselect_parents_and_lost_mailboxes() {
-    replay(&two_hosts(), "lsub.txt", &[0, 1]);
+    replay(&lab_with_mail(2), "lsub.txt", &[0, 1]);
 }
 
 #[test]
 fn search_finds_addresses_in_every_form() {
-    replay(&two_hosts(), "search-addresses.txt", &[0]);
+    replay(&lab_with_mail(2), "search-addresses.txt", &[0]);
 }
 
 #[test]
 fn nil_is_not_a_keyword() {
-    replay(&two_hosts(), "nil.txt", &[0]);
+    replay(&lab_with_mail(2), "nil.txt", &[0]);
 }
