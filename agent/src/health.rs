@@ -216,28 +216,29 @@ impl HealthContext {
                 json!({"ok": false, "error": "previous spool probe still running"}),
             );
         }
-        let path = self
-            .spool
-            .root()
-            .join("health")
-            .join(format!("{}.probe", self.host));
+        let (spool, host) = (self.spool.clone(), self.host.clone());
         let probing = self.probing.clone();
         let task = tokio::task::spawn_blocking(move || {
-            let result = write_probe(&path);
+            let result = spool.write_probe(&host, &crate::date::now().to_string());
             probing.store(false, Ordering::SeqCst);
             result
         });
         let left = self.spool_deadline.saturating_sub(started.elapsed());
         match tokio::time::timeout(left, task).await {
-            Ok(Ok(Ok(()))) => (
+            // Rewriting the probe reuses the block it just freed, so on a full filesystem
+            // the write keeps succeeding: the free space decides too.
+            Ok(Ok(Ok(free))) if free < MIN_FREE_BYTES => {
+                let error = format!(
+                    "{free} bytes free on the spool filesystem (less than {MIN_FREE_BYTES})"
+                );
+                (Full, json!({"ok": false, "error": error}))
+            }
+            Ok(Ok(Ok(_))) => (
                 Writable,
                 json!({"ok": true, "ms": started.elapsed().as_millis() as u64}),
             ),
             Ok(Ok(Err(e))) => {
-                let full = matches!(
-                    e.kind(),
-                    std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
-                );
+                let full = matches!(e, hamail_storage::StorageError::NoSpace { .. });
                 let state = if full { Full } else { Unavailable };
                 (state, json!({"ok": false, "error": e.to_string()}))
             }
@@ -251,27 +252,6 @@ impl HealthContext {
 /// as Postfix's `queue_minfree` does: nearly full is better refused up front than failed
 /// after DATA.
 const MIN_FREE_BYTES: u64 = 1 << 20;
-
-fn write_probe(path: &std::path::Path) -> std::io::Result<()> {
-    use std::io::Write;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let mut f = std::fs::File::create(path)?;
-    writeln!(f, "{}", crate::date::now())?;
-    f.sync_all()?;
-    // Rewriting the probe file reuses the block it just freed, so on a full filesystem
-    // the write above keeps succeeding: ask the filesystem (over NFS, the server) too.
-    let stat = nix::sys::statvfs::statvfs(path).map_err(std::io::Error::from)?;
-    let free = stat.blocks_available().saturating_mul(stat.fragment_size());
-    if free < MIN_FREE_BYTES {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::StorageFull,
-            format!("{free} bytes free on the spool filesystem (less than {MIN_FREE_BYTES})"),
-        ));
-    }
-    Ok(())
-}
 
 /// Serve HTTP until shutdown. Health stays up during shutdown (it answers 503) until the
 /// listener task is dropped.

@@ -485,9 +485,12 @@ fn refused_literals_never_run_as_commands() {
         let out = python(REFUSED_LITERALS, &[&host, &port.to_string(), tls, "1000"]);
         assert_eq!(out.trim(), "ok", "{tls}");
     }
-    let folders = lab.spool().root().join("folders/alice");
     assert!(
-        !folders.join("injected").exists(),
+        !lab.spool()
+            .folders("alice")
+            .unwrap()
+            .exists("injected")
+            .unwrap(),
         "a command inside a refused literal ran"
     );
     // Two accepted at-the-limit appends, one per run; nothing else.

@@ -399,7 +399,7 @@ async fn a_dead_hosts_claim_is_taken_over_once_stale() {
             )
             .unwrap();
         // host2 claimed the entry and died: its dotlock stays behind, fresh.
-        let lock = spool.root().join("queue").join(format!("{id}.lock"));
+        let lock = spool.queue().claim_lock_path(&id).unwrap();
         std::fs::write(&lock, "4242\nhost2\n").unwrap();
         lock_written = Some(Instant::now());
     })
@@ -418,7 +418,7 @@ async fn a_dead_hosts_claim_is_taken_over_once_stale() {
         "the claim was respected until it went stale (stale_after_secs = 2)"
     );
     // The claim (now ours) is released right after the entry is removed.
-    let lock = lab.spool.root().join("queue").join(format!("{id}.lock"));
+    let lock = lab.spool.queue().claim_lock_path(&id).unwrap();
     until("the dead host's lock is gone", 5, || !lock.exists()).await;
     lab.stop().await;
 }

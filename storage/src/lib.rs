@@ -5,6 +5,7 @@
 //! - [`index`]: the per-mailbox sidecar with UIDVALIDITY, UIDs, flags and offsets;
 //! - [`queue`]: durable queue files claimed by lock;
 //! - [`spool`]: the directory layout and name validation;
+//! - [`folders`]: a user's mailboxes: list, create, delete, rename, subscriptions;
 //! - [`cluster`]: the `hamail.toml` cluster description (its only parser);
 //! - [`record`]: the checksummed framing used by every file we write besides mboxes.
 //!
@@ -13,6 +14,7 @@
 pub mod cluster;
 pub mod error;
 pub mod fault;
+pub mod folders;
 pub mod fsutil;
 pub mod index;
 pub mod lock;
@@ -22,6 +24,7 @@ pub mod record;
 pub mod spool;
 
 pub use error::{Result, StorageError};
+pub use folders::{FolderError, Folders};
 pub use index::{Flags, MessageMeta};
 pub use lock::LockOptions;
 pub use mbox::{IndexCache, Mailbox, NewMessage};

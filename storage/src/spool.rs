@@ -9,8 +9,17 @@
 //! <spool>/index/<user>/<name>.pending/    appends waiting for the lock holder (group commit)
 //! <spool>/index/<user>/<name>.recent      highest UID handed out as \Recent
 //! <spool>/index/<user>/.uidvalidity       the highest UIDVALIDITY given to the user's mailboxes
+//! <spool>/index/<user>/.subscriptions     the user's subscribed mailbox names, one per line
+//! <spool>/index/<user>/<level>/           sidecars of the mailboxes below a hierarchy level
 //! <spool>/queue/                          queue entries
+//! <spool>/health/<host>.probe             each host's spool write probe
 //! ```
+//!
+//! Beside those, the spool's own short-lived files: `<file>.lock` dotlocks and their
+//! `<file>.lock.<host>.<pid>.<n>` hitching posts, `.idx.new` and `.tmp` files written and
+//! renamed into place, `.recent.lock`. [`RESERVED_SUFFIXES`] lists the suffixes; no level
+//! of a mailbox name may end in one or contain one followed by a dot, so a mailbox's name
+//! can never be another mailbox's sidecar.
 
 use std::path::{Path, PathBuf};
 
@@ -21,9 +30,27 @@ use crate::queue::Queue;
 
 /// Suffixes of the spool's own files beside mailboxes and indexes (dotlocks, index,
 /// append intent, group-commit directory, temporaries, \Recent watermark): no level of a
-/// mailbox name may end in one, or its files could collide with another mailbox's.
+/// mailbox name may end in one (or contain one followed by a dot: `x.idx.new`,
+/// `x.lock.host.1`), or its files could collide with another mailbox's.
 pub const RESERVED_SUFFIXES: [&str; 6] =
     [".lock", ".idx", ".intent", ".pending", ".tmp", ".recent"];
+
+/// Whether one level of a name (a file name in `folders/<user>`) is the spool's own: a
+/// dot file, or a name that ends in a reserved suffix or carries one followed by a dot.
+pub fn is_reserved_level(level: &str) -> bool {
+    level.starts_with('.')
+        || RESERVED_SUFFIXES.iter().any(|suffix| {
+            level.ends_with(suffix)
+                || level
+                    .match_indices(suffix)
+                    .any(|(at, _)| level[at + suffix.len()..].starts_with('.'))
+        })
+}
+
+/// The per-host file the health check writes to prove the spool is writable.
+const HEALTH_DIR: &str = "health";
+/// The user's subscription list, beside the indexes.
+const SUBSCRIPTIONS: &str = ".subscriptions";
 
 /// The user's UIDVALIDITY high-water mark, beside the indexes (a dot name, which no
 /// mailbox level may have).
@@ -99,6 +126,29 @@ impl Spool {
     pub fn queue(&self) -> Queue {
         Queue::new(self.root.join("queue"), self.lock.clone())
     }
+
+    pub(crate) fn folders_root(&self, user: &str) -> PathBuf {
+        self.root.join("folders").join(user)
+    }
+
+    pub(crate) fn subscriptions_path(&self, user: &str) -> PathBuf {
+        self.root.join("index").join(user).join(SUBSCRIPTIONS)
+    }
+
+    /// Prove the spool writable from this host: rewrite `health/<host>.probe` with `now`,
+    /// fsync it, and return the bytes still free on the spool's filesystem (rewriting the
+    /// probe reuses the block it just freed, so on a full filesystem the write keeps
+    /// succeeding: the caller judges the free space too).
+    pub fn write_probe(&self, host: &str, now: &str) -> Result<u64> {
+        validate_user(host)?;
+        let dir = self.root.join(HEALTH_DIR);
+        let path = dir.join(format!("{host}.probe"));
+        std::fs::create_dir_all(&dir).at(&dir)?;
+        crate::fsutil::write_synced(&path, format!("{now}\n").as_bytes())?;
+        let stat = nix::sys::statvfs::statvfs(&path)
+            .map_err(|e| StorageError::io(&path, std::io::Error::from(e)))?;
+        Ok(stat.blocks_available().saturating_mul(stat.fragment_size()))
+    }
 }
 
 fn invalid(name: &str, reason: &'static str) -> StorageError {
@@ -145,10 +195,8 @@ pub fn validate_mailbox(name: &str) -> Result<()> {
         if part.chars().any(|c| c.is_control()) {
             return Err(invalid(name, "control characters are not allowed"));
         }
-        for suffix in RESERVED_SUFFIXES {
-            if part.ends_with(suffix) {
-                return Err(invalid(name, "reserved suffix"));
-            }
+        if is_reserved_level(part) {
+            return Err(invalid(name, "reserved suffix"));
         }
     }
     Ok(())
@@ -178,10 +226,20 @@ mod tests {
             "a\nb",
             "y/z.idx",
             "x.recent/y",
+            "x.idx.new",
+            "a.lock.host.1.2",
+            "a/b.recent.tmp",
         ] {
             assert!(validate_mailbox(bad).is_err(), "mailbox {bad:?}");
         }
-        for good in ["Sent", "Archive/2024", "Entwürfe", "a.b"] {
+        for good in [
+            "Sent",
+            "Archive/2024",
+            "Entwürfe",
+            "a.b",
+            "my.lockers",
+            "x.idxy",
+        ] {
             assert!(validate_mailbox(good).is_ok(), "mailbox {good:?}");
         }
     }

@@ -304,3 +304,116 @@ fn recovery_never_truncates_mail_appended_by_another_program_after_the_crash() {
         b"Subject: by postfix\n\nhi\n"
     );
 }
+
+/// `verify` on one of bob's folders: Ok(count) or Err(problems).
+fn verify_folder(spool: &Path, name: &str) -> Result<usize, String> {
+    let out = run(spool_cmd(spool, HOST).args(["verify", "--user", "bob", "--mailbox", name]));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    match text.trim().strip_prefix("ok ") {
+        Some(n) if out.status.success() => n.parse().map_err(|_| text.clone()),
+        _ => Err(format!("{text}{}", String::from_utf8_lossy(&out.stderr))),
+    }
+}
+
+fn folder(spool: &Path, args: &[&str]) -> Command {
+    let mut c = spool_cmd(spool, HOST);
+    c.args(["folder", "--user", "bob"]).args(args);
+    c
+}
+
+fn folder_names(spool: &Path) -> Vec<String> {
+    run_ok(&mut folder(spool, &["list"]))
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The files in bob's index directory (sidecars), dot files aside.
+fn sidecars(spool: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(spool.join("index/bob"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    names.sort();
+    names
+}
+
+fn seeded_folder(spool: &Path) {
+    run_ok(&mut folder(spool, &["create", "Box"]));
+    let mut g = gen(spool, "box", 3);
+    g.args(["--mailbox", "Box"]);
+    run_ok(&mut g);
+    assert_eq!(verify_folder(spool, "Box"), Ok(3));
+}
+
+#[test]
+fn killed_inside_folder_delete_at_every_step() {
+    // Before the mbox goes, the whole mailbox survives (its index rebuilt); after, the
+    // mailbox is gone and a new one of the same name starts empty, with nothing inherited.
+    for (step, gone) in [
+        ("delete:after-sidecars", false),
+        ("delete:after-mbox", true),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = dir.path();
+        seeded_folder(spool);
+        let (uv, _, _) = list_folder(spool, "Box");
+        killed(&mut folder(spool, &["delete", "Box"]), step);
+        if gone {
+            assert_eq!(folder_names(spool), ["INBOX"], "{step}");
+            run_ok(&mut folder(spool, &["create", "Box"]));
+            let (uv2, next, msgs) = list_folder(spool, "Box");
+            assert!(msgs.is_empty(), "{step}: a new Box starts empty");
+            assert!(uv2 > uv, "{step}: and with a new UIDVALIDITY");
+            assert_eq!(next, 1, "{step}");
+        } else {
+            assert_eq!(folder_names(spool), ["INBOX", "Box"], "{step}");
+            assert_eq!(verify_folder(spool, "Box"), Ok(3), "{step}: all kept");
+            // The delete can be repeated and then leaves nothing behind.
+            run_ok(&mut folder(spool, &["delete", "Box"]));
+            assert_eq!(folder_names(spool), ["INBOX"], "{step}");
+            assert_eq!(sidecars(spool), Vec::<String>::new(), "{step}");
+        }
+    }
+}
+
+#[test]
+fn killed_inside_folder_rename_keeps_the_mailbox_under_one_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path();
+    seeded_folder(spool);
+    killed(
+        &mut folder(spool, &["rename", "Box", "Archive/Box"]),
+        "rename:after-sidecars",
+    );
+    // The mailbox is still where it was, all of it; the new name is not a mailbox (its
+    // parent level, made first, may be there).
+    assert_eq!(folder_names(spool), ["INBOX", "Archive/", "Box"]);
+    assert_eq!(verify_folder(spool, "Box"), Ok(3));
+    // Retrying the rename works, and the orphan index under the new name is not reused.
+    run_ok(&mut folder(spool, &["rename", "Box", "Archive/Box"]));
+    assert_eq!(folder_names(spool), ["INBOX", "Archive/", "Archive/Box"]);
+    assert_eq!(verify_folder(spool, "Archive/Box"), Ok(3));
+    let (_, _, msgs) = list_folder(spool, "Archive/Box");
+    assert_eq!(msgs.len(), 3);
+    assert!(!spool.join("index/bob/Box.idx").exists());
+}
+
+fn list_folder(spool: &Path, name: &str) -> (u32, u32, Vec<Listed>) {
+    let text = run_ok(spool_cmd(spool, HOST).args(["list", "--user", "bob", "--mailbox", name]));
+    let head: Vec<&str> = text.lines().next().unwrap().split_whitespace().collect();
+    let msgs = text
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            Listed {
+                uid: w[0].parse().unwrap(),
+                flags: w[1].to_string(),
+                size: w[2].parse().unwrap(),
+            }
+        })
+        .collect();
+    (head[1].parse().unwrap(), head[3].parse().unwrap(), msgs)
+}

@@ -8,10 +8,8 @@
 //!   untagged updates that bring it up to date with the spool (other sessions, other hosts);
 //! - `fetch`: FETCH data items; `mime`: ENVELOPE, BODYSTRUCTURE, body sections;
 //! - `search`: SEARCH keys; `names`: mailbox names (modified UTF-7) and LIST patterns;
-//! - `folders`: creating, deleting, renaming, listing and subscribing to mailboxes.
 
 pub mod fetch;
-pub mod folders;
 pub mod framing;
 pub mod mime;
 pub mod names;

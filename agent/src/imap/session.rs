@@ -30,12 +30,12 @@ use imap_types::status::{StatusDataItem, StatusDataItemName};
 use imap_types::IntoStatic;
 
 use super::fetch::{self, Plan, Subject};
-use super::folders::{FolderError, Folders};
 use super::names;
 use super::search;
 use super::view::{flags_response, Expunges, View};
 use crate::auth::{Directory, LoginLimiter};
 use crate::limits::{ConnLimits, UserPermit, UserSessions};
+use hamail_storage::{FolderError, Folders};
 
 /// Everything the IMAP sessions of one agent share.
 pub struct ImapContext {
@@ -183,7 +183,9 @@ fn folder_no(tag: &Tag<'_>, e: &FolderError) -> Response<'static> {
             Some(code("NONEXISTENT")),
             "No such mailbox",
         ),
-        FolderError::Refused(why) => status(Some(tag), Kind::No, Some(code("CANNOT")), why),
+        FolderError::ParentIsMailbox | FolderError::HasChildren | FolderError::InboxIsPermanent => {
+            status(Some(tag), Kind::No, Some(code("CANNOT")), &e.to_string())
+        }
         FolderError::Storage(StorageError::InvalidName { .. }) => status(
             Some(tag),
             Kind::No,
@@ -429,10 +431,10 @@ impl Session {
             CommandBody::Delete { mailbox } => self.delete(&tag, &mailbox),
             CommandBody::Rename { from, to } => self.rename(&tag, &from, &to),
             CommandBody::Subscribe { mailbox } => {
-                self.folder_op(&tag, &mailbox, |f, n| f.set_subscribed(n, true))
+                self.folder_op(&tag, &mailbox, |f, n| Ok(f.set_subscribed(n, true)?))
             }
             CommandBody::Unsubscribe { mailbox } => {
-                self.folder_op(&tag, &mailbox, |f, n| f.set_subscribed(n, false))
+                self.folder_op(&tag, &mailbox, |f, n| Ok(f.set_subscribed(n, false)?))
             }
             CommandBody::List {
                 reference,
@@ -537,6 +539,14 @@ impl Session {
         })
     }
 
+    /// The logged-in user's mailboxes.
+    fn folders(&self, tag: &Tag<'_>) -> Result<Folders<'_>, Reply> {
+        self.ctx
+            .spool
+            .folders(self.user())
+            .map_err(|e| Reply::one(storage_no(tag, &e)))
+    }
+
     /// The named mailbox if it exists; otherwise the NO the command must answer
     /// (`missing`: NONEXISTENT for SELECT/STATUS, TRYCREATE for APPEND/COPY/MOVE).
     fn existing(
@@ -546,7 +556,7 @@ impl Session {
         missing: Code<'static>,
     ) -> Result<(String, hamail_storage::Mailbox), Reply> {
         let name = self.mailbox_name(tag, mailbox)?;
-        let folders = Folders::new(&self.ctx.spool, self.user());
+        let folders = self.folders(tag)?;
         match folders.exists(&name) {
             Ok(true) => {}
             Ok(false) => {
@@ -557,11 +567,11 @@ impl Session {
                     "No such mailbox",
                 )))
             }
-            Err(e) => return Err(Reply::one(folder_no(tag, &e))),
+            Err(e) => return Err(Reply::one(folder_no(tag, &e.into()))),
         }
         let mbox = folders
             .mailbox(&name)
-            .map_err(|e| Reply::one(folder_no(tag, &e)))?;
+            .map_err(|e| Reply::one(folder_no(tag, &e.into())))?;
         // INBOX exists before its first message: create the empty file, so that SELECT
         // and STATUS report the UIDVALIDITY it will keep.
         if name == "INBOX" && !mbox.exists() {
@@ -663,7 +673,10 @@ impl Session {
             Ok(n) => n,
             Err(r) => return r,
         };
-        let folders = Folders::new(&self.ctx.spool, self.user());
+        let folders = match self.folders(tag) {
+            Ok(f) => f,
+            Err(r) => return r,
+        };
         match op(&folders, &name) {
             Ok(()) => Reply::one(status(Some(tag), Kind::Ok, None, "Completed")),
             Err(e) => Reply::one(folder_no(tag, &e)),
@@ -689,7 +702,10 @@ impl Session {
             }
         };
         let name = if level { format!("{name}/") } else { name };
-        let folders = Folders::new(&self.ctx.spool, self.user());
+        let folders = match self.folders(tag) {
+            Ok(f) => f,
+            Err(r) => return r,
+        };
         match folders.create(&name) {
             Ok(()) => Reply::one(status(Some(tag), Kind::Ok, None, "CREATE completed")),
             Err(e) => Reply::one(folder_no(tag, &e)),
@@ -712,7 +728,10 @@ impl Session {
             (Ok(a), Ok(b)) => (a, b),
             (Err(r), _) | (_, Err(r)) => return r,
         };
-        let folders = Folders::new(&self.ctx.spool, self.user());
+        let folders = match self.folders(tag) {
+            Ok(f) => f,
+            Err(r) => return r,
+        };
         if from == "INBOX" {
             // RFC 3501 §6.3.5: move INBOX's messages, leave it empty.
             if let Err(e) = folders.create(&to) {
@@ -744,7 +763,7 @@ impl Session {
             (msgs, metas.iter().map(|m| m.uid).collect::<Vec<_>>())
         };
         if !msgs.is_empty() {
-            folders.mailbox(to).map_err(folder_storage)?.append(&msgs)?;
+            folders.mailbox(to)?.append(&msgs)?;
             inbox.write()?.expunge(&uids)?;
         }
         Ok(())
@@ -775,7 +794,10 @@ impl Session {
                 mailbox: Mailbox::try_from("").unwrap_or(Mailbox::Inbox),
             }));
         } else {
-            let folders = Folders::new(&self.ctx.spool, self.user());
+            let folders = match self.folders(tag) {
+                Ok(f) => f,
+                Err(r) => return r,
+            };
             let entries = folders.list();
             let matches = |name: &str| {
                 names::list_matches(&reference, &pattern, &names::encode_mailbox(name))
@@ -1344,16 +1366,6 @@ fn copy_of(index: &Index, m: &hamail_storage::MessageMeta, data: Vec<u8>) -> New
     msg.keywords = keyword_names(index, m.keywords);
     msg.date = m.date;
     msg
-}
-
-fn folder_storage(e: FolderError) -> StorageError {
-    match e {
-        FolderError::Storage(s) => s,
-        other => StorageError::Io {
-            path: std::path::PathBuf::new(),
-            source: std::io::Error::other(other.to_string()),
-        },
-    }
 }
 
 /// FETCH responses for `targets`; true if some were expunged meanwhile.

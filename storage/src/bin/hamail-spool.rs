@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use hamail_storage::index::Flags;
-use hamail_storage::{LockOptions, Mailbox, NewMessage, Spool, StorageError};
+use hamail_storage::{FolderError, LockOptions, Mailbox, NewMessage, Spool, StorageError};
 
 #[derive(Parser, Debug)]
 #[command(version, about = "Inspect and operate on a hamail spool")]
@@ -112,6 +112,25 @@ enum Command {
     },
     /// List queue entries: "ID ATTEMPTS SENDER RECIPIENTS...".
     Queue,
+    /// Manage a user's mailboxes as IMAP does (with their sidecars, crash-safe).
+    Folder {
+        #[arg(long)]
+        user: String,
+        #[command(subcommand)]
+        op: FolderOp,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum FolderOp {
+    /// Print "NAME" per mailbox, "NAME/" per hierarchy level, INBOX first.
+    List,
+    /// Create a mailbox (a trailing '/' makes a hierarchy level).
+    Create { name: String },
+    /// Delete a mailbox with its messages, or an empty hierarchy level.
+    Delete { name: String },
+    /// Rename a mailbox or a hierarchy level (not INBOX).
+    Rename { from: String, to: String },
 }
 
 fn main() -> ExitCode {
@@ -342,6 +361,29 @@ fn run(cli: Cli) -> Result<ExitCode, StorageError> {
                     }
                     Ok(None) => writeln!(out, "{id} (being delivered)").map_err(io)?,
                     Err(e) => writeln!(out, "{id} error: {e}").map_err(io)?,
+                }
+            }
+        }
+        Command::Folder { user, op } => {
+            let folders = spool.folders(&user)?;
+            let done = match op {
+                FolderOp::List => {
+                    for e in folders.list() {
+                        let slash = if e.noselect { "/" } else { "" };
+                        writeln!(out, "{}{slash}", e.name).map_err(io)?;
+                    }
+                    Ok(())
+                }
+                FolderOp::Create { name } => folders.create(&name),
+                FolderOp::Delete { name } => folders.delete(&name),
+                FolderOp::Rename { from, to } => folders.rename(&from, &to),
+            };
+            match done {
+                Ok(()) => {}
+                Err(FolderError::Storage(e)) => return Err(e),
+                Err(refused) => {
+                    eprintln!("hamail-spool: {refused}");
+                    return Ok(ExitCode::from(1));
                 }
             }
         }

@@ -116,6 +116,73 @@ impl Mailbox {
         self.with_suffix(".recent")
     }
 
+    /// The index base as a directory: where the sidecars of the mailboxes below a
+    /// hierarchy level of the same name live.
+    pub(crate) fn index_dir(&self) -> PathBuf {
+        self.index_base.clone()
+    }
+
+    /// The per-mailbox sidecar files, the index first (see [`crate::folders`] for why
+    /// that order) and each with the temporary it is written through.
+    fn file_sidecars(&self) -> [PathBuf; 5] {
+        let idx = self.index_path();
+        [
+            crate::index::file_beside(&idx),
+            idx,
+            self.recent_path(),
+            self.with_suffix(".recent.tmp"),
+            self.intent_path(),
+        ]
+    }
+
+    /// Remove the sidecar files (index, watermark, intent), not the mbox or `.pending/`.
+    pub(crate) fn remove_file_sidecars(&self) -> Result<()> {
+        for path in self.file_sidecars() {
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(StorageError::io(&path, e))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Remove the group-commit hand-off directory.
+    pub(crate) fn remove_pending(&self) -> Result<()> {
+        let dir = self.pending_dir();
+        match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(StorageError::io(&dir, e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Every sidecar, for a name about to be (re)used by a new mailbox.
+    pub(crate) fn remove_sidecars(&self) -> Result<()> {
+        self.remove_file_sidecars()?;
+        self.remove_pending()
+    }
+
+    /// Move the index and the \Recent watermark to `to`'s names (under the write lock,
+    /// so no intent is outstanding and no temporary is being written).
+    pub(crate) fn move_file_sidecars(&self, to: &Mailbox) -> Result<()> {
+        if let Some(dir) = to.index_base.parent() {
+            std::fs::create_dir_all(dir).at(dir)?;
+        }
+        for (from, to) in [
+            (self.index_path(), to.index_path()),
+            (self.recent_path(), to.recent_path()),
+        ] {
+            match std::fs::rename(&from, &to) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(StorageError::io(&to, e))
+                }
+                _ => {}
+            }
+        }
+        crate::fsutil::fsync_dir(&to.index_path())
+    }
+
     fn with_suffix(&self, suffix: &str) -> PathBuf {
         let mut s = self.index_base.as_os_str().to_owned();
         s.push(suffix);

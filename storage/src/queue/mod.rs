@@ -190,6 +190,12 @@ impl Queue {
         Ok(ids)
     }
 
+    /// The dotlock a claim on entry `id` holds: operators and tests look at it to see (or
+    /// stage) a claim by a host that died.
+    pub fn claim_lock_path(&self, id: &str) -> Result<PathBuf> {
+        Ok(dotlock::lock_path(&self.entry_path(id)?))
+    }
+
     /// Claim an entry for delivery without waiting. `Ok(None)` if another process holds
     /// it or it is gone (delivered meanwhile).
     pub fn claim(&self, id: &str) -> Result<Option<ClaimedEntry>> {
