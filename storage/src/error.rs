@@ -43,6 +43,10 @@ pub enum StorageError {
         path: PathBuf,
         reason: String,
     },
+    /// A keyword the mailbox has no room for (the index holds at most
+    /// [`crate::index::MAX_KEYWORDS`] per mailbox).
+    #[error("no room for keyword {keyword:?}: a mailbox holds at most {limit} keywords")]
+    TooManyKeywords { keyword: String, limit: usize },
     /// A message UID that is not (or no longer) in the mailbox.
     #[error("no message with UID {uid}")]
     NoSuchMessage { uid: u32 },
@@ -74,6 +78,7 @@ impl StorageError {
             // should retry rather than bounce.
             StorageError::Corrupt { .. } => true,
             StorageError::InvalidName { .. }
+            | StorageError::TooManyKeywords { .. }
             | StorageError::NoSuchMailbox { .. }
             | StorageError::TooBig { .. }
             | StorageError::NoSuchMessage { .. } => false,

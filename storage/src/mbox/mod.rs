@@ -411,9 +411,9 @@ impl WriteSession {
                 bits |= self
                     .index
                     .keyword_bit(k)
-                    .ok_or_else(|| StorageError::InvalidName {
-                        name: k.clone(),
-                        reason: "too many keywords in this mailbox",
+                    .ok_or_else(|| StorageError::TooManyKeywords {
+                        keyword: k.clone(),
+                        limit: index::MAX_KEYWORDS,
                     })?;
             }
             let hidden = self.index.messages[pos].flags.0 & Flags::HIDDEN.0;
