@@ -1,10 +1,27 @@
-//! hamail-agent: the daemon that runs identically on every mail host. It serves SMTP
-//! (MX on 25, submission on 587/465) and POP3 (110 with STLS, 995) out of the shared
-//! spool, relays authenticated mail through the shared queue, and reports its health to
-//! dnsctl over HTTP.
+//! hamail-agent: the daemon that runs, identically, on every mail host. It serves SMTP
+//! (MX, submission), IMAP4rev1 (+IMAPS) and POP3 (+POP3S) out of the shared spool, relays
+//! mail through the shared queue, authenticates against a passwd-file, the system (NSS),
+//! LDAP or NIS, reports health and metrics, and has a local delivery agent (`deliver`).
 //!
-//! The crate is a library so the integration tests and the bench can reach its parts; the
-//! binary (`main.rs`) only parses the command line.
+//! - [`run`]: wiring for one host: listeners, queue runner, health, signals, sd_notify.
+//! - [`listener`], [`limits`], [`shutdown`]: the shared accept loop, total and per-IP
+//!   connection limits, graceful shutdown.
+//! - [`conn`], [`tls`]: line framing over a plain or TLS stream; the rustls config.
+//! - [`smtp`]: the SMTP session state machine, DATA decoder, replies and server loop.
+//! - [`imap`]: IMAP4rev1: framing and literal limits, the server loop, the session and its
+//!   commands, the client's view, FETCH, MIME, SEARCH, mailbox names, folders.
+//! - [`pop3`]: the POP3 session state machine and server loop.
+//! - [`delivery`]: the one path from an accepted message to the spool or the queue.
+//! - [`relay`]: the queue runner, MX lookup, SMTP client and DSN bounces.
+//! - [`auth`]: the `Authenticator` trait, its backends, the recipient directory, aliases,
+//!   caches and the failed-login limiter.
+//! - [`health`]: `/healthz`, `/metrics` and the background spool probe.
+//! - [`lda`]: `hamail-agent deliver`, the local delivery agent.
+//! - [`date`]: RFC 5322 dates for trace headers.
+//!
+//! The crate is a library so the integration tests and the benches can reach its parts; the
+//! binary (`main.rs`) only parses the command line. Protocols, limits and operations are
+//! described in `agent/README.md`.
 
 pub mod auth;
 pub mod conn;

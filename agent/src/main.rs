@@ -1,4 +1,5 @@
-//! `hamail-agent`: the mail-host daemon and its tools.
+//! `hamail-agent`: the mail-host daemon (`run`, the default), `check-config`, and the
+//! local delivery agent `deliver`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,7 +10,11 @@ use hamail_agent::lda;
 use hamail_storage::cluster::ClusterConfig;
 
 #[derive(Debug, Parser)]
-#[command(version, about = "hamail mail-host agent: SMTP, relay queue, health")]
+#[command(
+    version,
+    about = "hamail mail-host agent: SMTP (MX, submission), IMAP4rev1, POP3, relay queue, \
+             passwd-file/system/LDAP/NIS accounts, health and metrics; `deliver` is an LDA"
+)]
 struct Cli {
     /// The cluster config, the same file on every host.
     #[arg(

@@ -1,15 +1,24 @@
-//! hamail-storage: the shared mail spool every hamail host reads and writes over NFS.
+//! hamail-storage: the shared mail spool every hamail host reads and writes over NFS, and
+//! the cluster description. The only code that knows the spool's layout.
 //!
-//! - [`lock`]: dotlock + fcntl locking in one order, interoperable with Postfix and mutt;
-//! - [`mbox`]: mboxrd format, durable group-committed append with crash repair, expunge;
-//! - [`index`]: the per-mailbox sidecar with UIDVALIDITY, UIDs, flags and offsets;
-//! - [`queue`]: durable queue files claimed by lock;
-//! - [`spool`]: the directory layout and name validation;
-//! - [`folders`]: a user's mailboxes: list, create, delete, rename, subscriptions;
-//! - [`cluster`]: the `hamail.toml` cluster description (its only parser);
-//! - [`record`]: the checksummed framing used by every file we write besides mboxes.
+//! - [`spool`]: the directory layout, name validation, `RESERVED_SUFFIXES`; [`Spool`].
+//! - [`folders`]: a user's mailboxes: list, create, delete and rename with their
+//!   sidecars (crash-safe), subscriptions.
+//! - [`lock`]: dotlock + fcntl locking in one order, interoperable with Postfix and mutt.
+//! - [`mbox`]: one mailbox: read/write sessions, durable group-committed append with
+//!   crash repair, crash-safe expunge, the `\Recent` watermark.
+//! - [`index`]: the per-mailbox sidecar (UIDVALIDITY, UIDs, flags, keywords, offsets),
+//!   validated against the mbox, extended or rebuilt; fresh UIDVALIDITY values.
+//! - [`queue`]: durable queue entries, claimed by lock.
+//! - [`record`]: the checksummed framing of every file we write besides mboxes.
+//! - [`fsutil`]: the few ways files are created, written, renamed and fsynced.
+//! - [`cluster`]: the `hamail.toml` schema, its only parser.
+//! - [`error`]: [`StorageError`], temporary (4xx) or permanent (5xx).
+//! - [`fault`]: fault injection for the crash tests (`HAMAIL_CRASH_AT`).
 //!
-//! See `shared/design.md` ("The shared spool") for the invariants this crate upholds.
+//! The on-disk layout, the invariants this crate upholds, running on NFS and the
+//! configuration reference are in `storage/README.md`; how the crates fit together in
+//! `ARCHITECTURE.md` at the repository root.
 
 pub mod cluster;
 pub mod error;

@@ -1,11 +1,18 @@
-//! hamail-lab: a complete cluster on one machine. `up` writes a config for N hosts on
-//! loopback addresses sharing one spool directory, a CA and certificate, demo users, then
-//! starts N `hamail-agent` processes and `dnsctl serve` in the background and records
-//! everything in `lab.json` (the contract scripts and the end-to-end tests read).
+//! hamail-lab: a complete cluster on one machine, and the end-to-end tests that drive it.
 //!
-//! The lab runs the real binaries, never links them (design: "tests runs the binaries"):
-//! they are looked up next to this program, and built with cargo when it was started by
-//! cargo and they are missing.
+//! - this module: [`up`], [`down`], [`stop_host`], [`start_host`], [`write_config`], and
+//!   [`LabInfo`], the `lab.json` contract scripts and tests read.
+//! - [`files`]: the lab's files: `hamail.toml`, CA and certificate, demo users, aliases.
+//! - [`procs`]: finding (or building) the binaries, starting and stopping the processes.
+//! - [`dns`]: a minimal blocking DNS client to wait for and read the lab's zone.
+//!
+//! `up` writes a config for N hosts on loopback addresses sharing one spool directory, a
+//! CA and certificate, demo users, then starts N `hamail-agent` processes and `dnsctl
+//! serve` in the background and records everything in `lab.json`.
+//!
+//! The lab runs the real binaries, never links them: they are looked up next to this
+//! program, and built with cargo when it was started by cargo and they are missing. The
+//! lab, the test suite and the VM lab are described in `tests/README.md`.
 
 pub mod dns;
 pub mod files;
