@@ -18,12 +18,23 @@
 //! - [`health`]: `/healthz`, `/metrics` and the background spool probe.
 //! - [`lda`]: `hamail-agent deliver`, the local delivery agent.
 //! - [`date`]: RFC 5322 dates for trace headers.
+//! - [`blocking`]: the one way async code runs blocking (spool) work.
+//!
+//! ## Blocking work
+//!
+//! Every spool operation can block for as long as the NFS server does, so none runs on a
+//! runtime worker: a protocol's spool work is one closure handed to [`blocking::run`] (or
+//! [`blocking::spool`]), which returns [`blocking::TaskFailed`] instead of a `JoinError` to
+//! handle. The protocol state machines are sans-IO (SMTP and POP3 sessions, the IMAP
+//! framer) and the loops around them are thin; an IMAP command runs as a whole on the
+//! blocking pool (one hop per command, not one per lock), as does the LDA.
 //!
 //! The crate is a library so the integration tests and the benches can reach its parts; the
 //! binary (`main.rs`) only parses the command line. Protocols, limits and operations are
 //! described in `agent/README.md`.
 
 pub mod auth;
+pub mod blocking;
 pub mod conn;
 pub mod date;
 pub mod delivery;

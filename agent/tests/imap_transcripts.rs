@@ -324,3 +324,8 @@ fn search_finds_addresses_in_every_form() {
 fn nil_is_not_a_keyword() {
     replay(&lab_with_mail(2), "nil.txt", &[0]);
 }
+
+#[test]
+fn commands_on_a_recreated_mailbox_end_the_session() {
+    replay(&lab_with_mail(2), "recreated.txt", &[0, 1, 0, 0, 0]);
+}

@@ -18,6 +18,7 @@
 use std::collections::HashSet;
 use std::num::NonZeroU32;
 
+use super::reply::CmdError;
 use hamail_storage::index::{Index, MAX_KEYWORDS};
 use hamail_storage::{Flags, Mailbox, StorageError};
 use imap_types::core::Vec1;
@@ -127,8 +128,27 @@ impl View {
     }
 
     /// Open the mailbox for reading, reusing the index read last time if unchanged.
-    pub fn read(&mut self) -> Result<hamail_storage::mbox::ReadSession, StorageError> {
-        self.mailbox.read_cached(&mut self.cache)
+    /// The mailbox under its read lock, checked to be the one the client knows: a
+    /// mailbox recreated under the session (new UIDVALIDITY) is never read by the old UIDs.
+    pub fn read(&mut self) -> Result<hamail_storage::mbox::ReadSession, CmdError> {
+        let rs = self.mailbox.read_cached(&mut self.cache)?;
+        self.check(rs.index())?;
+        Ok(rs)
+    }
+
+    /// The mailbox under its write lock, checked like [`View::read`]: no flag is set and
+    /// no message expunged by a UID of a mailbox the client never saw.
+    pub fn write(&self) -> Result<hamail_storage::mbox::WriteSession, CmdError> {
+        let ws = self.mailbox.write()?;
+        self.check(ws.index())?;
+        Ok(ws)
+    }
+
+    fn check(&self, index: &Index) -> Result<(), ValidityChanged> {
+        if index.uidvalidity != self.uidvalidity {
+            return Err(ValidityChanged);
+        }
+        Ok(())
     }
 
     pub fn exists(&self) -> u32 {
@@ -167,9 +187,7 @@ impl View {
         expunges: Expunges,
         out: &mut Vec<Response<'static>>,
     ) -> Result<(), ValidityChanged> {
-        if index.uidvalidity != self.uidvalidity {
-            return Err(ValidityChanged);
-        }
+        self.check(index)?;
         let stamp = Stamp::of(index);
         if self.synced == Some(stamp) && self.ghosts.is_empty() {
             return Ok(());
@@ -310,9 +328,9 @@ pub fn flags_responses(keywords: &[String], read_only: bool) -> [Response<'stati
     };
     [
         Response::Data(Data::Flags(flags)),
-        super::session::status(
+        super::reply::status(
             None,
-            super::session::Kind::Ok,
+            super::reply::Kind::Ok,
             Some(Code::PermanentFlags(perm)),
             "Flags permitted",
         ),

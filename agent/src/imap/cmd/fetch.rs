@@ -1,19 +1,168 @@
-//! FETCH (RFC 3501 §6.4.5): which data items a request names, and building them for one
-//! message. Sizes come from the index (`crlf_size`), so `FETCH 1:* (FLAGS UID
-//! RFC822.SIZE)` never reads a message; everything else reads it once, converted to the
-//! CRLF form clients expect.
+//! FETCH and UID FETCH (RFC 3501 §6.4.5), all in one place: the command (\Seen set first
+//! under the write lock, then the reading under the read lock), which data items a
+//! request names ([`Plan`]), building them for one message, and the fast path for the
+//! resynchronisation request `FETCH 1:* (UID FLAGS RFC822.SIZE)`, written straight to the
+//! output. Sizes come from the index (`crlf_size`), so that request never reads a
+//! message; everything else reads it once, converted to the CRLF form clients expect.
 
 use std::num::NonZeroU32;
 
-use hamail_storage::{Flags, MessageMeta};
-use imap_types::core::{IString, Literal, NString};
+use hamail_storage::index::Index;
+use hamail_storage::{Flags, MessageMeta, StorageError};
+use imap_types::core::{IString, Literal, NString, Tag};
 use imap_types::datetime::DateTime;
 use imap_types::fetch::{
     MacroOrMessageDataItemNames, MessageDataItem, MessageDataItemName, Section,
 };
+use imap_types::response::Response;
+use imap_types::sequence::SequenceSet;
 
-use super::mime;
-use super::view::flag_items;
+use super::{keyword_names, resolve, sync};
+use crate::imap::mime;
+use crate::imap::reply::{encode, finish, CmdError, Reply};
+use crate::imap::session::{Session, State};
+use crate::imap::view::{flag_items, View};
+
+impl Session {
+    pub(super) fn fetch(
+        &mut self,
+        tag: &Tag<'_>,
+        set: &SequenceSet,
+        items: &MacroOrMessageDataItemNames<'_>,
+        uid: bool,
+    ) -> Reply {
+        let State::Selected(view) = &mut self.state else {
+            return Reply::default();
+        };
+        let plan = Plan::new(items, uid);
+        let mut raw = Vec::new();
+        let targets = resolve(view, set, uid);
+        let mut out = Vec::new();
+        let mut missing = false;
+        let set_seen = plan.sets_seen && !view.read_only;
+        let result = (|| -> Result<(), CmdError> {
+            // \Seen is set first under the write lock, which is let go before the
+            // (possibly long) reading, so deliveries are not held up by a big FETCH.
+            let mut changed = Vec::new();
+            if set_seen {
+                let mut ws = view.write()?;
+                let changes: Vec<(u32, Flags, Vec<String>)> = targets
+                    .iter()
+                    .filter_map(|(_, u)| {
+                        let m = ws.index().by_uid(*u)?;
+                        (!m.flags.contains(Flags::SEEN)).then(|| {
+                            (
+                                *u,
+                                m.flags | Flags::SEEN,
+                                keyword_names(ws.index(), m.keywords),
+                            )
+                        })
+                    })
+                    .collect();
+                if !changes.is_empty() {
+                    ws.set_flags(&changes)?;
+                }
+                changed = changes.iter().map(|c| c.0).collect();
+            }
+            let rs = view.read()?;
+            // Keywords set meanwhile (here or on another host) are announced first; the
+            // FETCH lines may be written straight to `raw`, which goes out before `out`.
+            let mut announce = Vec::new();
+            view.announce_keywords(rs.index(), &mut announce);
+            for r in &announce {
+                raw.extend_from_slice(&encode(r));
+            }
+            missing = emit_fetch(
+                view,
+                &plan,
+                &targets,
+                rs.index(),
+                &changed,
+                &mut out,
+                &mut raw,
+                |m| rs.read_message(m),
+            )?;
+            sync(view, rs.index(), uid, &mut out)
+        })();
+        let mut reply = finish(tag, out, result, missing, None, "FETCH completed");
+        reply.raw = raw;
+        reply
+    }
+}
+
+/// FETCH responses for `targets`; true if some were expunged meanwhile.
+// The FETCH inputs (view, plan, targets, index, \Seen changes) and its two outputs.
+#[allow(clippy::too_many_arguments)]
+fn emit_fetch(
+    view: &mut View,
+    plan: &Plan,
+    targets: &[(u32, u32)],
+    index: &Index,
+    seen_set: &[u32],
+    out: &mut Vec<Response<'static>>,
+    raw: &mut Vec<u8>,
+    mut read: impl FnMut(&hamail_storage::MessageMeta) -> Result<Vec<u8>, StorageError>,
+) -> Result<bool, StorageError> {
+    let mut missing = false;
+    // The request every client uses to resynchronise (`FETCH 1:* (UID FLAGS
+    // RFC822.SIZE)`) is written straight to the output: thousands of imap-types values
+    // and their encoder would otherwise dominate its cost.
+    let fast = !plan.needs_message
+        && seen_set.is_empty()
+        && plan.items.iter().all(|i| {
+            matches!(
+                i,
+                imap_types::fetch::MessageDataItemName::Uid
+                    | imap_types::fetch::MessageDataItemName::Flags
+                    | imap_types::fetch::MessageDataItemName::Rfc822Size
+            )
+        });
+    let wants_flags = plan
+        .items
+        .contains(&imap_types::fetch::MessageDataItemName::Flags);
+    // FETCH 1:* BODY[] on a big mailbox: membership must not be a linear scan.
+    let seen_set: std::collections::HashSet<u32> = seen_set.iter().copied().collect();
+    for (seq, u) in targets {
+        let Some(m) = index.by_uid(*u) else {
+            missing = true;
+            continue;
+        };
+        let keywords = keyword_names(index, m.keywords);
+        if fast {
+            write_fast(raw, *seq, *u, m, &keywords, view.is_recent(*u), &plan.items);
+            if wants_flags {
+                view.set_known(*u, m.flags, keywords);
+            }
+            continue;
+        }
+        let message = if plan.needs_message {
+            Some(to_crlf(&read(m)?))
+        } else {
+            None
+        };
+        let subject = Subject {
+            uid: *u,
+            meta: m,
+            flags: m.flags,
+            keywords: &keywords,
+            recent: view.is_recent(*u),
+        };
+        let mut items = build(plan, &subject, message.as_deref());
+        // RFC 3501 §6.4.5: a \Seen set as a side effect is reported.
+        if seen_set.contains(u) && !wants_flags {
+            items.push(imap_types::fetch::MessageDataItem::Flags(flag_items(
+                m.flags,
+                &keywords,
+                view.is_recent(*u),
+            )));
+        }
+        if wants_flags || seen_set.contains(u) {
+            view.set_known(*u, m.flags, keywords.clone());
+        }
+        out.push(crate::imap::view::fetch_response(*seq, items));
+    }
+    Ok(missing)
+}
 
 /// A FETCH request, normalised.
 #[derive(Debug, Clone)]
@@ -280,7 +429,7 @@ mod tests {
                     keywords: &keywords,
                     recent,
                 };
-                let resp = super::super::view::fetch_response(3, build(&plan, &subject, None));
+                let resp = crate::imap::view::fetch_response(3, build(&plan, &subject, None));
                 let slow = imap_codec::ResponseCodec::default().encode(&resp).dump();
                 assert_eq!(
                     String::from_utf8(fast).unwrap(),
