@@ -167,11 +167,11 @@ impl HealthContext {
         let queue = self.spool.queue();
         let depth = tokio::time::timeout(
             self.spool_deadline,
-            tokio::task::spawn_blocking(move || queue.list().map(|l| l.len())),
+            crate::blocking::spool(move || queue.list().map(|l| l.len())),
         )
         .await;
         let queue = match depth {
-            Ok(Ok(Ok(n))) => {
+            Ok(Ok(n)) => {
                 metrics::gauge!("hamail_queue_depth").set(n as f64);
                 json!({"ok": true, "depth": n})
             }
@@ -218,7 +218,7 @@ impl HealthContext {
         }
         let (spool, host) = (self.spool.clone(), self.host.clone());
         let probing = self.probing.clone();
-        let task = tokio::task::spawn_blocking(move || {
+        let task = crate::blocking::spool(move || {
             let result = spool.write_probe(&host, &crate::date::now().to_string());
             probing.store(false, Ordering::SeqCst);
             result
@@ -227,22 +227,21 @@ impl HealthContext {
         match tokio::time::timeout(left, task).await {
             // Rewriting the probe reuses the block it just freed, so on a full filesystem
             // the write keeps succeeding: the free space decides too.
-            Ok(Ok(Ok(free))) if free < MIN_FREE_BYTES => {
+            Ok(Ok(free)) if free < MIN_FREE_BYTES => {
                 let error = format!(
                     "{free} bytes free on the spool filesystem (less than {MIN_FREE_BYTES})"
                 );
                 (Full, json!({"ok": false, "error": error}))
             }
-            Ok(Ok(Ok(_))) => (
+            Ok(Ok(_)) => (
                 Writable,
                 json!({"ok": true, "ms": started.elapsed().as_millis() as u64}),
             ),
-            Ok(Ok(Err(e))) => {
+            Ok(Err(e)) => {
                 let full = matches!(e, hamail_storage::StorageError::NoSpace { .. });
                 let state = if full { Full } else { Unavailable };
                 (state, json!({"ok": false, "error": e.to_string()}))
             }
-            Ok(Err(e)) => (Unavailable, json!({"ok": false, "error": e.to_string()})),
             Err(_) => (Unavailable, json!({"ok": false, "error": deadline})),
         }
     }

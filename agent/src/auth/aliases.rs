@@ -371,9 +371,7 @@ impl AliasFile {
     /// The current table (stat'ing and re-reading in a blocking thread when due).
     pub async fn current(&self) -> Result<Arc<AliasTable>, AuthError> {
         let file = self.file.clone();
-        tokio::task::spawn_blocking(move || file.get())
-            .await
-            .map_err(|e| AuthError::Unavailable(format!("aliases lookup task failed: {e}")))?
+        crate::blocking::run(move || file.get()).await?
     }
 }
 

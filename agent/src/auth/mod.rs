@@ -37,6 +37,12 @@ pub enum AuthError {
     Unavailable(String),
 }
 
+impl From<crate::blocking::TaskFailed> for AuthError {
+    fn from(e: crate::blocking::TaskFailed) -> AuthError {
+        AuthError::Unavailable(e.to_string())
+    }
+}
+
 /// An account source.
 #[async_trait]
 pub trait Authenticator: Send + Sync + std::fmt::Debug {

@@ -429,12 +429,11 @@ impl FileAuthenticator {
         f: impl FnOnce(&Inner, &PasswdTable) -> R + Send + 'static,
     ) -> Result<R, AuthError> {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
+        crate::blocking::run(move || {
             let table = inner.file.get()?;
             Ok(f(&inner, &table))
         })
-        .await
-        .map_err(|e| AuthError::Unavailable(format!("passwd lookup task failed: {e}")))?
+        .await?
     }
 }
 

@@ -276,9 +276,7 @@ fn credential(user: &str, hash: &str) -> Option<Credential> {
 async fn blocking<R: Send + 'static>(
     f: impl FnOnce() -> Result<R, AuthError> + Send + 'static,
 ) -> Result<R, AuthError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| AuthError::Unavailable(format!("NSS lookup task failed: {e}")))?
+    crate::blocking::run(f).await?
 }
 
 #[async_trait]

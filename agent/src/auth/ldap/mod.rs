@@ -301,15 +301,14 @@ impl LdapAuthenticator {
             .cloned()
             .unwrap_or_default();
         let password = password.to_string();
-        tokio::task::spawn_blocking(move || {
+        Ok(crate::blocking::run(move || {
             hashes.iter().any(|h| {
                 Credential::parse(h)
                     .map(|c| c.verify(&password))
                     .unwrap_or(false)
             })
         })
-        .await
-        .map_err(|e| AuthError::Unavailable(format!("ldap: hash check failed: {e}")))
+        .await?)
     }
 }
 

@@ -187,9 +187,7 @@ impl Authenticator for NisAuthenticator {
         };
         let password = password.to_string();
         // The crypt schemes are thousands of hash rounds: keep them off the runtime.
-        let ok = tokio::task::spawn_blocking(move || cred.verify(&password))
-            .await
-            .map_err(|e| AuthError::Unavailable(format!("nis: verify task failed: {e}")))?;
+        let ok = crate::blocking::run(move || cred.verify(&password)).await?;
         Ok(ok.then_some(user))
     }
 
