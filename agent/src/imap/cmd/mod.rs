@@ -10,11 +10,12 @@
 //! - `store`: STORE; `expunge`: EXPUNGE, UID EXPUNGE; `search`: SEARCH;
 //! - `copy`: COPY and MOVE.
 //!
-//! [`Loop::dispatch`] routes each command: STARTTLS, LOGIN, AUTHENTICATE and IDLE need the
-//! connection (TLS handshake, the async directory, reading DONE) and run on it; everything
-//! else is a method of `Session` that may touch the spool, run through
-//! [`Loop::on_spool`] (see the agent's crate doc for why spool work runs on the blocking
-//! pool).
+//! [`route`] is the one table of every command: STARTTLS, LOGIN, AUTHENTICATE and IDLE
+//! need the connection (TLS handshake, the async directory, reading DONE) and run on it;
+//! every other command is a `Session` method bound to its arguments, answered at once if
+//! it needs no spool, else run on the blocking pool (see the agent's crate doc for why).
+//! `Loop::dispatch` carries the route out; `Session::handle` runs one without a connection
+//! (the fuzz target).
 
 mod any;
 mod append;
@@ -33,6 +34,7 @@ use std::num::NonZeroU32;
 use hamail_storage::index::Index;
 use hamail_storage::mbox::NewMessage;
 use hamail_storage::Flags;
+use imap_types::auth::AuthMechanism;
 use imap_types::command::{Command, CommandBody};
 use imap_types::core::{Tag, Vec1};
 use imap_types::extensions::uidplus::{UidElement, UidSet};
@@ -42,148 +44,181 @@ use imap_types::sequence::{Sequence, SequenceSet};
 
 use super::reply::{status, CmdError, Kind, Reply};
 use super::server::Loop;
+use super::session::Session;
 use super::view::{Expunges, View};
 use crate::conn::ReadError;
 
+/// Where a command runs.
+pub enum Route {
+    /// A session method that needs no spool: answered at once.
+    Answer(SessionFn),
+    /// A session method that may work on the spool: run on the blocking pool.
+    Spool(SessionFn),
+    /// STARTTLS, LOGIN, AUTHENTICATE and IDLE run on the connection (TLS handshake, the
+    /// async account directory, reading DONE).
+    StartTls(Tag<'static>),
+    Login {
+        tag: Tag<'static>,
+        user: String,
+        password: String,
+    },
+    Authenticate {
+        tag: Tag<'static>,
+        mechanism: AuthMechanism<'static>,
+        initial: Option<Vec<u8>>,
+    },
+    Idle(Tag<'static>),
+}
+
+impl std::fmt::Debug for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Route::Answer(_) => "Answer",
+            Route::Spool(_) => "Spool",
+            Route::StartTls(_) => "StartTls",
+            Route::Login { .. } => "Login",
+            Route::Authenticate { .. } => "Authenticate",
+            Route::Idle(_) => "Idle",
+        })
+    }
+}
+
+/// A command bound to its arguments, waiting for the session.
+pub type SessionFn = Box<dyn FnOnce(&mut Session) -> Reply + Send>;
+
+fn answer(f: impl FnOnce(&mut Session) -> Reply + Send + 'static) -> Route {
+    Route::Answer(Box::new(f))
+}
+
+fn spool(f: impl FnOnce(&mut Session) -> Reply + Send + 'static) -> Route {
+    Route::Spool(Box::new(f))
+}
+
+/// The one table of every command: what runs it, in the session's current state.
+pub fn route(session: &Session, cmd: Command<'static>) -> Route {
+    let tag = cmd.tag;
+    let authenticated = session.is_authenticated();
+    let selected = session.is_selected();
+    match cmd.body {
+        CommandBody::Capability => answer(move |s| s.capability(&tag)),
+        CommandBody::Logout => answer(move |s| s.logout(&tag)),
+        CommandBody::Id { .. } => answer(move |s| s.id(&tag)),
+        CommandBody::StartTLS => Route::StartTls(tag),
+        CommandBody::Login { username, password } => Route::Login {
+            tag,
+            user: String::from_utf8_lossy(username.as_ref()).into_owned(),
+            password: String::from_utf8_lossy(password.declassify().as_ref()).into_owned(),
+        },
+        CommandBody::Authenticate {
+            mechanism,
+            initial_response,
+        } => Route::Authenticate {
+            tag,
+            mechanism,
+            initial: initial_response.map(|r| r.declassify().to_vec()),
+        },
+        CommandBody::Idle => Route::Idle(tag),
+        CommandBody::Noop | CommandBody::Check if !selected => answer(move |s| s.noop(&tag)),
+        CommandBody::Noop | CommandBody::Check => spool(move |s| s.noop(&tag)),
+        _ if !authenticated => answer(move |_| bad(&tag, "Log in first")),
+        CommandBody::Namespace => answer(move |s| s.namespace(&tag)),
+        CommandBody::Select { mailbox, .. } => spool(move |s| s.select(&tag, &mailbox, false)),
+        CommandBody::Examine { mailbox, .. } => spool(move |s| s.select(&tag, &mailbox, true)),
+        CommandBody::Create { mailbox } => spool(move |s| s.create(&tag, &mailbox)),
+        CommandBody::Delete { mailbox } => spool(move |s| s.delete(&tag, &mailbox)),
+        CommandBody::Rename { from, to } => spool(move |s| s.rename(&tag, &from, &to)),
+        CommandBody::Subscribe { mailbox } => spool(move |s| s.subscribe(&tag, &mailbox, true)),
+        CommandBody::Unsubscribe { mailbox } => spool(move |s| s.subscribe(&tag, &mailbox, false)),
+        CommandBody::List {
+            reference,
+            mailbox_wildcard,
+        } => spool(move |s| s.list(&tag, &reference, &mailbox_wildcard, false)),
+        CommandBody::Lsub {
+            reference,
+            mailbox_wildcard,
+        } => spool(move |s| s.list(&tag, &reference, &mailbox_wildcard, true)),
+        CommandBody::Status {
+            mailbox,
+            item_names,
+        } => spool(move |s| s.status_cmd(&tag, &mailbox, &item_names)),
+        CommandBody::Append {
+            mailbox,
+            flags,
+            date,
+            message,
+        } => spool(move |s| s.append(&tag, &mailbox, &flags, date, message)),
+        _ if !selected => answer(move |_| bad(&tag, "No mailbox selected")),
+        CommandBody::Close => spool(move |s| s.close(&tag, true)),
+        CommandBody::Unselect => spool(move |s| s.close(&tag, false)),
+        CommandBody::Expunge => spool(move |s| s.expunge(&tag, None)),
+        CommandBody::ExpungeUid { sequence_set } => {
+            spool(move |s| s.expunge(&tag, Some(&sequence_set)))
+        }
+        CommandBody::Search {
+            charset,
+            criteria,
+            uid,
+        } => spool(move |s| s.search(&tag, charset.as_ref(), criteria.as_ref(), uid)),
+        CommandBody::Fetch {
+            sequence_set,
+            macro_or_item_names,
+            uid,
+            ..
+        } => spool(move |s| s.fetch(&tag, &sequence_set, &macro_or_item_names, uid)),
+        CommandBody::Store {
+            sequence_set,
+            kind,
+            response,
+            flags,
+            uid,
+            ..
+        } => spool(move |s| s.store(&tag, &sequence_set, kind, response, &flags, uid)),
+        CommandBody::Copy {
+            sequence_set,
+            mailbox,
+            uid,
+        } => spool(move |s| s.copy(&tag, &sequence_set, &mailbox, uid, false)),
+        CommandBody::Move {
+            sequence_set,
+            mailbox,
+            uid,
+        } => spool(move |s| s.copy(&tag, &sequence_set, &mailbox, uid, true)),
+        _ => answer(move |_| bad(&tag, "Command not supported")),
+    }
+}
+
+impl Session {
+    /// Run a command that needs no connection, here and now (fuzzing and tests);
+    /// `None` for STARTTLS, LOGIN, AUTHENTICATE and IDLE.
+    pub fn handle(&mut self, cmd: Command<'static>) -> Option<Reply> {
+        match route(self, cmd) {
+            Route::Answer(f) | Route::Spool(f) => Some(f(self)),
+            _ => None,
+        }
+    }
+}
+
 impl Loop {
-    /// Run one command; false ends the connection. The one table of every command.
+    /// Run one command where its route says; false ends the connection.
     pub(super) async fn dispatch(&mut self, cmd: Command<'static>) -> Result<bool, ReadError> {
-        let tag = cmd.tag;
-        let session = self.session()?;
-        let authenticated = session.is_authenticated();
-        let selected = session.is_selected();
-        match cmd.body {
-            CommandBody::Capability => self.answer(|s| s.capability(&tag)),
-            CommandBody::Logout => self.answer(|s| s.logout(&tag)),
-            CommandBody::Id { .. } => self.answer(|s| s.id(&tag)),
-            CommandBody::StartTLS => self.starttls(&tag).await,
-            CommandBody::Login { username, password } => {
-                let user = String::from_utf8_lossy(username.as_ref()).into_owned();
-                let pass = String::from_utf8_lossy(password.declassify().as_ref()).into_owned();
-                self.login(&tag, &user, &pass).await;
+        match route(self.session()?, cmd) {
+            Route::Answer(f) => self.answer(f),
+            Route::Spool(f) => self.on_spool(f).await,
+            Route::StartTls(tag) => self.starttls(&tag).await,
+            Route::Login {
+                tag,
+                user,
+                password,
+            } => {
+                self.login(&tag, &user, &password).await;
                 Ok(true)
             }
-            CommandBody::Authenticate {
+            Route::Authenticate {
+                tag,
                 mechanism,
-                initial_response,
-            } => {
-                let initial = initial_response.map(|r| r.declassify().to_vec());
-                self.authenticate(&tag, mechanism, initial).await
-            }
-            CommandBody::Idle => self.idle(&tag).await,
-            CommandBody::Noop | CommandBody::Check if !authenticated => {
-                self.answer(|s| s.noop(&tag))
-            }
-            CommandBody::Noop | CommandBody::Check => self.on_spool(move |s| s.noop(&tag)).await,
-            _ if !authenticated => self.answer(|_| bad(&tag, "Log in first")),
-            CommandBody::Namespace => self.answer(|s| s.namespace(&tag)),
-            CommandBody::Select { mailbox, .. } => {
-                self.on_spool(move |s| s.select(&tag, &mailbox, false))
-                    .await
-            }
-            CommandBody::Examine { mailbox, .. } => {
-                self.on_spool(move |s| s.select(&tag, &mailbox, true)).await
-            }
-            CommandBody::Create { mailbox } => {
-                self.on_spool(move |s| s.create(&tag, &mailbox)).await
-            }
-            CommandBody::Delete { mailbox } => {
-                self.on_spool(move |s| s.delete(&tag, &mailbox)).await
-            }
-            CommandBody::Rename { from, to } => {
-                self.on_spool(move |s| s.rename(&tag, &from, &to)).await
-            }
-            CommandBody::Subscribe { mailbox } => {
-                self.on_spool(move |s| s.subscribe(&tag, &mailbox, true))
-                    .await
-            }
-            CommandBody::Unsubscribe { mailbox } => {
-                self.on_spool(move |s| s.subscribe(&tag, &mailbox, false))
-                    .await
-            }
-            CommandBody::List {
-                reference,
-                mailbox_wildcard,
-            } => {
-                self.on_spool(move |s| s.list(&tag, &reference, &mailbox_wildcard, false))
-                    .await
-            }
-            CommandBody::Lsub {
-                reference,
-                mailbox_wildcard,
-            } => {
-                self.on_spool(move |s| s.list(&tag, &reference, &mailbox_wildcard, true))
-                    .await
-            }
-            CommandBody::Status {
-                mailbox,
-                item_names,
-            } => {
-                self.on_spool(move |s| s.status_cmd(&tag, &mailbox, &item_names))
-                    .await
-            }
-            CommandBody::Append {
-                mailbox,
-                flags,
-                date,
-                message,
-            } => {
-                self.on_spool(move |s| s.append(&tag, &mailbox, &flags, date, message))
-                    .await
-            }
-            _ if !selected => self.answer(|_| bad(&tag, "No mailbox selected")),
-            CommandBody::Close => self.on_spool(move |s| s.close(&tag, true)).await,
-            CommandBody::Unselect => self.on_spool(move |s| s.close(&tag, false)).await,
-            CommandBody::Expunge => self.on_spool(move |s| s.expunge(&tag, None)).await,
-            CommandBody::ExpungeUid { sequence_set } => {
-                self.on_spool(move |s| s.expunge(&tag, Some(&sequence_set)))
-                    .await
-            }
-            CommandBody::Search {
-                charset,
-                criteria,
-                uid,
-            } => {
-                self.on_spool(move |s| s.search(&tag, charset.as_ref(), criteria.as_ref(), uid))
-                    .await
-            }
-            CommandBody::Fetch {
-                sequence_set,
-                macro_or_item_names,
-                uid,
-                ..
-            } => {
-                self.on_spool(move |s| s.fetch(&tag, &sequence_set, &macro_or_item_names, uid))
-                    .await
-            }
-            CommandBody::Store {
-                sequence_set,
-                kind,
-                response,
-                flags,
-                uid,
-                ..
-            } => {
-                self.on_spool(move |s| s.store(&tag, &sequence_set, kind, response, &flags, uid))
-                    .await
-            }
-            CommandBody::Copy {
-                sequence_set,
-                mailbox,
-                uid,
-            } => {
-                self.on_spool(move |s| s.copy(&tag, &sequence_set, &mailbox, uid, false))
-                    .await
-            }
-            CommandBody::Move {
-                sequence_set,
-                mailbox,
-                uid,
-            } => {
-                self.on_spool(move |s| s.copy(&tag, &sequence_set, &mailbox, uid, true))
-                    .await
-            }
-            _ => self.answer(|_| bad(&tag, "Command not supported")),
+                initial,
+            } => self.authenticate(&tag, mechanism, initial).await,
+            Route::Idle(tag) => self.idle(&tag).await,
         }
     }
 }
