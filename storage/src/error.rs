@@ -50,6 +50,11 @@ pub enum StorageError {
     /// we were doing under it is no longer exclusive.
     #[error("lock {path} was broken by another process")]
     LockLost { path: PathBuf },
+    /// Nothing to append: an append of no messages. The caller's mistake, which no retry
+    /// can fix. The agent also uses it to refuse an IMAP APPEND of a zero-length literal
+    /// (`NO [CANNOT]`, as Dovecot does).
+    #[error("empty message: there is nothing to append")]
+    EmptyMessage,
 }
 
 impl StorageError {
@@ -76,7 +81,8 @@ impl StorageError {
             StorageError::InvalidName { .. }
             | StorageError::NoSuchMailbox { .. }
             | StorageError::TooBig { .. }
-            | StorageError::NoSuchMessage { .. } => false,
+            | StorageError::NoSuchMessage { .. }
+            | StorageError::EmptyMessage => false,
         }
     }
 
@@ -134,5 +140,6 @@ mod tests {
         };
         assert!(!e.is_temporary());
         assert!(!StorageError::TooBig { size: 2, limit: 1 }.is_temporary());
+        assert!(!StorageError::EmptyMessage.is_temporary());
     }
 }

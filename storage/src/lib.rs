@@ -6,7 +6,9 @@
 //! - [`queue`]: durable queue files claimed by lock;
 //! - [`spool`]: the directory layout and name validation;
 //! - [`cluster`]: the `hamail.toml` cluster description (its only parser);
-//! - [`record`]: the checksummed framing used by every file we write besides mboxes.
+//! - [`record`]: the checksummed framing used by every file we write besides mboxes;
+//! - [`wire`]: the wire form (CRLF, dot-stuffed) of a message and the spool form (LF), and
+//!   the only conversion between them.
 //!
 //! See `shared/design.md` ("The shared spool") for the invariants this crate upholds.
 
@@ -20,6 +22,7 @@ pub mod mbox;
 pub mod queue;
 pub mod record;
 pub mod spool;
+pub mod wire;
 
 pub use error::{Result, StorageError};
 pub use index::{Flags, MessageMeta};
