@@ -1,7 +1,7 @@
 //! From an accepted message to durable storage: the one path that SMTP, the queue runner
 //! and `hamail-agent deliver` share.
 //!
-//! Messages travel in the spool's form: LF line endings, no dot-stuffing, with our
+//! Messages travel in the spool's form ([`hamail_storage::wire`]): LF line endings, no dot-stuffing, with our
 //! `Received:` already on top. Local recipients get a `Return-Path:` and are appended to
 //! their INBOX (each one durable, all-or-nothing, by the storage crate); remote recipients,
 //! and local ones whose mailbox could not be written right now, go into the shared queue,
@@ -112,21 +112,6 @@ pub fn local_copy(sender: &str, data: &[u8]) -> Vec<u8> {
     out
 }
 
-/// CRLF → LF (the spool form); a CR not followed by LF is kept.
-pub fn crlf_to_lf(data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(data.len());
-    let mut rest = data;
-    while let Some(i) = memchr::memchr(b'\r', rest) {
-        out.extend_from_slice(&rest[..i]);
-        if rest.get(i + 1) != Some(&b'\n') {
-            out.push(b'\r');
-        }
-        rest = &rest[i + 1..];
-    }
-    out.extend_from_slice(rest);
-    out
-}
-
 /// Remove [`INTERNAL_HEADERS`] (with their continuation lines) from the header section of
 /// an LF-terminated message; the body is untouched.
 pub fn strip_internal_headers(data: &[u8]) -> Vec<u8> {
@@ -166,11 +151,6 @@ fn header_name(line: &[u8]) -> Option<&[u8]> {
 mod tests {
     use super::*;
     use hamail_storage::LockOptions;
-
-    #[test]
-    fn crlf_becomes_lf_and_bare_cr_stays() {
-        assert_eq!(crlf_to_lf(b"a\r\nb\rc\n\r"), b"a\nb\rc\n\r");
-    }
 
     #[test]
     fn internal_headers_are_stripped_only_from_the_header_section() {

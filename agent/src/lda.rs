@@ -96,15 +96,15 @@ pub fn main(config: &ClusterConfig, host: &str, sender: &str, users: &[String]) 
     code
 }
 
-/// Spool form: LF line endings, and no leading mbox `From ` line (procmail-style callers
-/// pass one; the spool writes its own).
+/// Spool form ([`hamail_storage::wire::to_spool`]: CRLF becomes LF), ending in LF, and no
+/// leading mbox `From ` line (procmail-style callers pass one; the spool writes its own).
 fn prepare(raw: &[u8]) -> Vec<u8> {
     let body = if raw.starts_with(b"From ") {
         memchr::memchr(b'\n', raw).map_or(&raw[raw.len()..], |i| &raw[i + 1..])
     } else {
         raw
     };
-    let mut out = crate::delivery::crlf_to_lf(body);
+    let mut out = hamail_storage::wire::to_spool(body);
     if !out.is_empty() && !out.ends_with(b"\n") {
         out.push(b'\n');
     }

@@ -1,7 +1,7 @@
 //! FETCH (RFC 3501 §6.4.5): which data items a request names, and building them for one
 //! message. Sizes come from the index (`crlf_size`), so `FETCH 1:* (FLAGS UID
 //! RFC822.SIZE)` never reads a message; everything else reads it once, converted to the
-//! CRLF form clients expect.
+//! CRLF form clients expect by `hamail_storage::wire::to_wire` (whose size is `crlf_size`).
 
 use std::num::NonZeroU32;
 
@@ -222,20 +222,6 @@ pub fn write_fast(
     out.extend_from_slice(b")\r\n");
 }
 
-/// The spool's LF form to the CRLF form (bare LF only; existing CRLF is kept).
-pub fn to_crlf(data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(data.len() + data.len() / 30);
-    let mut prev = 0u8;
-    for &b in data {
-        if b == b'\n' && prev != b'\r' {
-            out.push(b'\r');
-        }
-        out.push(b);
-        prev = b;
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -288,11 +274,6 @@ mod tests {
                 );
             }
         }
-    }
-
-    #[test]
-    fn crlf_conversion() {
-        assert_eq!(to_crlf(b"a\nb\r\nc\n"), b"a\r\nb\r\nc\r\n");
     }
 
     #[test]

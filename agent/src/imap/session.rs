@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use hamail_storage::index::Index;
 use hamail_storage::mbox::NewMessage;
-use hamail_storage::{Flags, Spool, StorageError};
+use hamail_storage::{wire, Flags, Spool, StorageError};
 use imap_types::command::{Command, CommandBody};
 use imap_types::core::{Charset, IString, NString, Tag, Vec1};
 use imap_types::extensions::binary::LiteralOrLiteral8;
@@ -942,7 +942,7 @@ impl Session {
             LiteralOrLiteral8::Literal(l) => l.data(),
             LiteralOrLiteral8::Literal8(l) => l.data.as_ref(),
         };
-        let data = crate::delivery::crlf_to_lf(bytes);
+        let data = wire::to_spool(bytes);
         let (f, keywords) = flags_and_keywords(flags);
         let mut msg = NewMessage::new(&envelope_sender(&data), data);
         msg.flags = f;
@@ -1225,7 +1225,7 @@ impl Session {
             impl search::Loader for L<'_> {
                 fn message(&mut self, uid: u32) -> Option<Vec<u8>> {
                     let m = self.rs.index().by_uid(uid)?;
-                    self.rs.read_message(m).ok().map(|b| fetch::to_crlf(&b))
+                    self.rs.read_message(m).ok().map(|b| wire::to_wire(&b))
                 }
             }
             let hits = search::search(keys, &cands, &ctx, &mut L { rs: &rs });
@@ -1402,7 +1402,7 @@ fn emit_fetch(
             continue;
         }
         let message = if plan.needs_message {
-            Some(fetch::to_crlf(&read(m)?))
+            Some(wire::to_wire(&read(m)?))
         } else {
             None
         };
