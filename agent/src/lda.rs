@@ -6,7 +6,6 @@
 use std::io::Read;
 
 use hamail_storage::cluster::ClusterConfig;
-use hamail_storage::mbox::NewMessage;
 use hamail_storage::Spool;
 
 pub const EX_OK: i32 = 0;
@@ -74,14 +73,13 @@ pub fn main(config: &ClusterConfig, host: &str, sender: &str, users: &[String]) 
             return EX_TEMPFAIL;
         }
     };
-    let mut msg = NewMessage::new(sender, crate::delivery::local_copy(sender, &data));
-    msg.queue_id = hamail_storage::queue::new_id();
-    let names: Vec<&str> = users.iter().map(String::as_str).collect();
+    let queue_id = hamail_storage::queue::new_id();
+    let results = crate::delivery::deliver_local(&spool, &queue_id, sender, users, &data);
     let mut code = EX_OK;
-    for (user, result) in users.iter().zip(spool.deliver(&names, &msg)) {
+    for (user, result) in users.iter().zip(results) {
         match result {
             Ok(_) => {
-                tracing::info!(queue_id = %msg.queue_id, user = %user, size = data.len(), "delivered")
+                tracing::info!(queue_id = %queue_id, user = %user, size = data.len(), "delivered")
             }
             Err(e) => {
                 eprintln!("hamail-agent deliver: {user}: {e}");

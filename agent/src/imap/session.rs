@@ -152,6 +152,15 @@ fn storage_no(tag: &Tag<'_>, e: &StorageError) -> Response<'static> {
         };
         return status(Some(tag), Kind::No, Some(code(kind)), reason);
     }
+    if matches!(e, StorageError::EmptyMessage) {
+        // RFC 5530 CANNOT: no retry can store it (an APPEND of an empty literal).
+        return status(
+            Some(tag),
+            Kind::No,
+            Some(code("CANNOT")),
+            "Zero-byte message",
+        );
+    }
     tracing::warn!(error = %e, "IMAP command failed on the spool");
     if matches!(e, StorageError::NoSpace { .. }) {
         return status(
@@ -290,23 +299,6 @@ fn keyword_names(index: &Index, bits: u64) -> Vec<String> {
         .into_iter()
         .map(str::to_string)
         .collect()
-}
-
-/// The sender for the `From ` line of a copied or appended message: its Return-Path.
-fn envelope_sender(data: &[u8]) -> String {
-    let head_end = memchr::memmem::find(data, b"\n\n").unwrap_or(data.len());
-    for line in data[..head_end].split(|b| *b == b'\n') {
-        if line.len() > 12 && line[..12].eq_ignore_ascii_case(b"return-path:") {
-            let v = String::from_utf8_lossy(&line[12..]);
-            return v
-                .trim()
-                .trim_start_matches('<')
-                .trim_end_matches('>')
-                .trim()
-                .to_string();
-        }
-    }
-    String::new()
 }
 
 impl Session {
@@ -942,15 +934,9 @@ impl Session {
             LiteralOrLiteral8::Literal(l) => l.data(),
             LiteralOrLiteral8::Literal8(l) => l.data.as_ref(),
         };
-        let data = wire::to_spool(bytes);
         let (f, keywords) = flags_and_keywords(flags);
-        let mut msg = NewMessage::new(&envelope_sender(&data), data);
-        msg.flags = f;
-        msg.keywords = keywords;
-        if let Some(d) = date {
-            msg.date = d.as_ref().timestamp();
-        }
-        let appended = match mbox.append(std::slice::from_ref(&msg)) {
+        let date = date.map(|d| d.as_ref().timestamp());
+        let appended = match crate::delivery::append(&mbox, bytes, f, keywords, date) {
             Ok(a) => a,
             Err(e) => return Reply::one(storage_no(tag, &e)),
         };
@@ -1339,7 +1325,7 @@ impl Session {
 
 /// A stored message as a new message for another mailbox (flags, keywords, date kept).
 fn copy_of(index: &Index, m: &hamail_storage::MessageMeta, data: Vec<u8>) -> NewMessage {
-    let mut msg = NewMessage::new(&envelope_sender(&data), data);
+    let mut msg = NewMessage::new(&crate::delivery::envelope_sender(&data), data);
     msg.flags = Flags(m.flags.0 & !Flags::HIDDEN.0);
     msg.keywords = keyword_names(index, m.keywords);
     msg.date = m.date;
