@@ -6,7 +6,6 @@
 use std::io::Read;
 
 use hamail_storage::cluster::ClusterConfig;
-use hamail_storage::mbox::NewMessage;
 use hamail_storage::Spool;
 
 pub const EX_OK: i32 = 0;
@@ -74,14 +73,13 @@ pub fn main(config: &ClusterConfig, host: &str, sender: &str, users: &[String]) 
             return EX_TEMPFAIL;
         }
     };
-    let mut msg = NewMessage::new(sender, crate::delivery::local_copy(sender, &data));
-    msg.queue_id = hamail_storage::queue::new_id();
-    let names: Vec<&str> = users.iter().map(String::as_str).collect();
+    let queue_id = hamail_storage::queue::new_id();
+    let results = crate::delivery::deliver_local(&spool, &queue_id, sender, users, &data);
     let mut code = EX_OK;
-    for (user, result) in users.iter().zip(spool.deliver(&names, &msg)) {
+    for (user, result) in users.iter().zip(results) {
         match result {
             Ok(_) => {
-                tracing::info!(queue_id = %msg.queue_id, user = %user, size = data.len(), "delivered")
+                tracing::info!(queue_id = %queue_id, user = %user, size = data.len(), "delivered")
             }
             Err(e) => {
                 eprintln!("hamail-agent deliver: {user}: {e}");
@@ -96,15 +94,15 @@ pub fn main(config: &ClusterConfig, host: &str, sender: &str, users: &[String]) 
     code
 }
 
-/// Spool form: LF line endings, and no leading mbox `From ` line (procmail-style callers
-/// pass one; the spool writes its own).
+/// Spool form ([`hamail_storage::wire::to_spool`]: CRLF becomes LF), ending in LF, and no
+/// leading mbox `From ` line (procmail-style callers pass one; the spool writes its own).
 fn prepare(raw: &[u8]) -> Vec<u8> {
     let body = if raw.starts_with(b"From ") {
         memchr::memchr(b'\n', raw).map_or(&raw[raw.len()..], |i| &raw[i + 1..])
     } else {
         raw
     };
-    let mut out = crate::delivery::crlf_to_lf(body);
+    let mut out = hamail_storage::wire::to_spool(body);
     if !out.is_empty() && !out.ends_with(b"\n") {
         out.push(b'\n');
     }

@@ -318,6 +318,14 @@ fn limits_bad_input_and_autologout() {
         .unwrap()
         .starts_with("a4 OK [APPENDUID"));
     assert_eq!(lab.messages("alice").len(), 1);
+    // A zero-length literal is no message: NO [CANNOT] (no retry can help), nothing stored.
+    raw.send(b"a5 APPEND INBOX {0}\r\n");
+    let (_, cont) = raw.reply();
+    assert!(cont.starts_with("+ "), "{cont}");
+    raw.send(b"\r\n");
+    let last = read_until(&mut raw, "a5 ").pop().unwrap();
+    assert!(last.starts_with("a5 NO [CANNOT]"), "{last}");
+    assert_eq!(lab.messages("alice").len(), 1);
     // A line without end: the connection is closed, memory stays bounded.
     raw.send(&vec![b'x'; 200_000]);
     // The server says BYE and closes; with our unread bytes still in its socket buffer the

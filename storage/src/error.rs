@@ -54,6 +54,11 @@ pub enum StorageError {
     /// we were doing under it is no longer exclusive.
     #[error("lock {path} was broken by another process")]
     LockLost { path: PathBuf },
+    /// Nothing to append: an append of no messages. The caller's mistake, which no retry
+    /// can fix. The agent also uses it to refuse an IMAP APPEND of a zero-length literal
+    /// (`NO [CANNOT]`, as Dovecot does).
+    #[error("empty message: there is nothing to append")]
+    EmptyMessage,
 }
 
 impl StorageError {
@@ -81,7 +86,8 @@ impl StorageError {
             | StorageError::TooManyKeywords { .. }
             | StorageError::NoSuchMailbox { .. }
             | StorageError::TooBig { .. }
-            | StorageError::NoSuchMessage { .. } => false,
+            | StorageError::NoSuchMessage { .. }
+            | StorageError::EmptyMessage => false,
         }
     }
 
@@ -139,5 +145,6 @@ mod tests {
         };
         assert!(!e.is_temporary());
         assert!(!StorageError::TooBig { size: 2, limit: 1 }.is_temporary());
+        assert!(!StorageError::EmptyMessage.is_temporary());
     }
 }

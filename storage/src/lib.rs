@@ -10,6 +10,8 @@
 //! - [`index`]: the per-mailbox sidecar (UIDVALIDITY, UIDs, flags, keywords, offsets),
 //!   validated against the mbox, extended or rebuilt; fresh UIDVALIDITY values.
 //! - [`queue`]: durable queue entries, claimed by lock.
+//! - [`wire`]: the wire form (CRLF, dot-stuffed) of a message and the spool form (LF),
+//!   and the only conversion between them.
 //! - [`record`]: the checksummed framing of every file we write besides mboxes.
 //! - [`fsutil`]: the few ways files are created, written, renamed and fsynced.
 //! - [`cluster`]: the `hamail.toml` schema, its only parser.
@@ -31,6 +33,7 @@ pub mod mbox;
 pub mod queue;
 pub mod record;
 pub mod spool;
+pub mod wire;
 
 pub use error::{Result, StorageError};
 pub use folders::{FolderError, Folders};

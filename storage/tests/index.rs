@@ -8,7 +8,7 @@
 mod common;
 
 use common::*;
-use hamail_storage::{LockOptions, NewMessage, Spool};
+use hamail_storage::{LockOptions, NewMessage, Spool, StorageError};
 use proptest::prelude::*;
 use std::io::Write;
 use std::path::Path;
@@ -208,6 +208,22 @@ proptest! {
 
 /// IMAP and POP3 report sizes with CRLF line ends; the index knows them without reading
 /// the messages, after an append and after a rebuild from the mbox alike.
+/// An append of nothing is the caller's mistake, for good (not `Corrupt`, which callers
+/// retry); a message of no bytes is stored like any other.
+#[test]
+fn appending_nothing_is_a_permanent_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = Spool::open(dir.path(), LockOptions::default()).unwrap();
+    let inbox = lib.inbox("erin").unwrap();
+    let e = inbox.append(&[]).unwrap_err();
+    assert!(matches!(e, StorageError::EmptyMessage), "{e}");
+    assert!(!e.is_temporary());
+    let a = inbox.append(&[NewMessage::new("s@x", Vec::new())]).unwrap();
+    let s = inbox.read().unwrap();
+    let m = s.index().by_uid(a.first_uid).unwrap();
+    assert_eq!(s.read_message(m).unwrap(), b"");
+}
+
 #[test]
 fn crlf_sizes_are_indexed() {
     let dir = tempfile::tempdir().unwrap();

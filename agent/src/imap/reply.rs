@@ -82,6 +82,15 @@ pub fn storage_no(tag: &Tag<'_>, e: &StorageError) -> Response<'static> {
         }
         _ => {}
     }
+    if matches!(e, StorageError::EmptyMessage) {
+        // RFC 5530 CANNOT: no retry can store it (an APPEND of an empty literal).
+        return status(
+            Some(tag),
+            Kind::No,
+            Some(code("CANNOT")),
+            "Zero-byte message",
+        );
+    }
     tracing::warn!(error = %e, "IMAP command failed on the spool");
     if matches!(e, StorageError::NoSpace { .. }) {
         return status(

@@ -60,20 +60,21 @@ impl Reply {
         Reply { ok, wire }
     }
 
-    /// `+OK text`, then the lines (byte-stuffed here), then `.`.
+    /// `+OK text`, then the lines (byte-stuffed), then `.`.
     pub fn multi<S: AsRef<str>>(text: &str, lines: &[S]) -> Reply {
         let mut body = Vec::new();
         for l in lines {
-            stuff_line(l.as_ref().as_bytes(), &mut body);
+            body.extend_from_slice(l.as_ref().as_bytes());
+            body.push(b'\n');
         }
-        Reply::multi_raw(text, body)
+        Reply::multi_spool(text, &body, None)
     }
 
-    /// `+OK text`, then `body` (already byte-stuffed CRLF lines), then `.`.
-    fn multi_raw(text: &str, body: Vec<u8>) -> Reply {
+    /// `+OK text`, then `body` (spool form: LF lines) byte-stuffed with CRLF lines, then
+    /// `.`; with `top`, only the header and that many body lines (RFC 1939 TOP).
+    fn multi_spool(text: &str, body: &[u8], top: Option<usize>) -> Reply {
         let mut r = Reply::ok(text);
-        r.wire.extend_from_slice(&body);
-        r.wire.extend_from_slice(b".\r\n");
+        hamail_storage::wire::write_dot_stuffed(body, top, &mut r.wire);
         r
     }
 
@@ -110,44 +111,6 @@ impl fmt::Display for Reply {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(self, f)
     }
-}
-
-/// One line of a multi-line response: a leading `.` doubled (RFC 1939 §3), CRLF added.
-fn stuff_line(line: &[u8], out: &mut Vec<u8>) {
-    if line.first() == Some(&b'.') {
-        out.push(b'.');
-    }
-    out.extend_from_slice(line);
-    out.extend_from_slice(b"\r\n");
-}
-
-/// A stored message (LF or CRLF line ends) as a byte-stuffed CRLF body; with `top`, the
-/// header, the blank line and at most that many body lines (TOP). Bare LFs become CRLF,
-/// CRLF stays: the result has the length `MessageMeta::crlf_size` promised (plus a CRLF
-/// if the message does not end with a line break).
-pub fn encode_message(msg: &[u8], top: Option<usize>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(msg.len() + msg.len() / 32 + 16);
-    let mut in_body = false;
-    let mut body_lines = 0usize;
-    let mut rest = msg;
-    while !rest.is_empty() {
-        let (line, next) = match memchr::memchr(b'\n', rest) {
-            Some(i) => (&rest[..i], &rest[i + 1..]),
-            None => (rest, &rest[rest.len()..]),
-        };
-        rest = next;
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if in_body {
-            if top.is_some_and(|k| body_lines >= k) {
-                break;
-            }
-            body_lines += 1;
-        } else if line.is_empty() {
-            in_body = true;
-        }
-        stuff_line(line, &mut out);
-    }
-    out
 }
 
 /// What the connection loop must do next.
@@ -775,12 +738,13 @@ impl Session {
         };
         match result {
             Ok(msg) => {
-                let body = encode_message(&msg, fetch.top);
                 let text = match fetch.top {
                     None => format!("{} octets", fetch.size),
                     Some(_) => "top of message follows".to_string(),
                 };
-                Action::Reply(Reply::multi_raw(&text, body))
+                // The octets are `crlf_size`, the size of `wire::to_wire(msg)`, which is what
+                // is sent before stuffing (plus a line end if the message lacks a final one).
+                Action::Reply(Reply::multi_spool(&text, &msg, fetch.top))
             }
             Err(FetchError::Gone) => Action::Reply(Reply::err(
                 "[SYS/PERM] message was deleted by another session",

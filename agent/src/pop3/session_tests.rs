@@ -487,19 +487,6 @@ fn transaction_commands_are_case_insensitive_and_noop_works() {
 }
 
 #[test]
-fn encode_message_edge_cases() {
-    assert_eq!(encode_message(b"", None), b"");
-    assert_eq!(encode_message(b"a", None), b"a\r\n");
-    assert_eq!(encode_message(b".\n", None), b"..\r\n");
-    assert_eq!(encode_message(b"a\r\nb\n", None), b"a\r\nb\r\n");
-    assert_eq!(encode_message(b"H: v\n", Some(0)), b"H: v\r\n");
-    assert_eq!(
-        encode_message(b"H: v\n\nx\ny\n", Some(1)),
-        b"H: v\r\n\r\nx\r\n"
-    );
-}
-
-#[test]
 fn command_labels_are_bounded() {
     assert_eq!(command_label(b"retr 1"), "RETR");
     assert_eq!(command_label(b"QUIT"), "QUIT");

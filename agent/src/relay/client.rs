@@ -1,9 +1,9 @@
 //! The SMTP client for one outbound connection: banner, EHLO (HELO fallback),
 //! opportunistic STARTTLS, MAIL/RCPT/DATA and QUIT, each command under a timeout.
 //!
-//! The byte-level parts are pure functions ([`encode_data`], [`Capabilities::parse`],
-//! [`needs_8bit`]) so they are tested without sockets; the session itself is a thin async
-//! loop over them. Every outcome is a [`Reply`], real (from the server) or synthetic (a
+//! The byte-level parts are pure functions ([`Capabilities::parse`], [`needs_8bit`], and
+//! the DATA payload from `hamail_storage::wire::to_wire_dot_stuffed`) so they are tested
+//! without sockets; the session itself is a thin async loop over them. Every outcome is a [`Reply`], real (from the server) or synthetic (a
 //! network error or timeout, said in the server's terms), so the runner and the DSN code
 //! treat both alike.
 
@@ -144,24 +144,6 @@ impl Capabilities {
 /// Whether the message has bytes above 127 (then we announce `BODY=8BITMIME`).
 pub fn needs_8bit(data: &[u8]) -> bool {
     data.iter().any(|b| *b >= 0x80)
-}
-
-/// The DATA payload: LF (or stray CRLF) lines become CRLF, lines starting with `.` get
-/// another (RFC 5321 §4.5.2), a missing final newline is added, and the terminating
-/// `.` line is appended.
-pub fn encode_data(data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(data.len() + data.len() / 32 + 8);
-    for line in data.split_inclusive(|b| *b == b'\n') {
-        let body = line.strip_suffix(b"\n").unwrap_or(line);
-        let body = body.strip_suffix(b"\r").unwrap_or(body);
-        if body.first() == Some(&b'.') {
-            out.push(b'.');
-        }
-        out.extend_from_slice(body);
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b".\r\n");
-    out
 }
 
 /// A connected byte stream, plain or TLS.
@@ -384,7 +366,8 @@ async fn data(conn: &mut Conn, message: &[u8]) -> Result<Reply, SessionError> {
             _ => reply,
         });
     }
-    let payload = encode_data(message);
+    // CRLF, dot-stuffed, with the final `.` line (RFC 5321 §4.5.2).
+    let payload = hamail_storage::wire::to_wire_dot_stuffed(message, None);
     for chunk in payload.chunks(DATA_CHUNK) {
         conn.write(chunk).await?;
     }
@@ -671,17 +654,6 @@ mod tests {
         let err = send(addr, "mx", &params(true), &env).await.unwrap_err();
         assert_eq!(err.outcome(), Outcome::Temporary);
         assert_eq!(err.status_code(), "4.7.5");
-    }
-
-    #[test]
-    fn data_is_crlf_and_dot_stuffed() {
-        assert_eq!(
-            encode_data(b"Subject: x\n\n.hidden\nplain\n..two\n"),
-            b"Subject: x\r\n\r\n..hidden\r\nplain\r\n...two\r\n.\r\n"
-        );
-        // No final newline, a stray CRLF, a lone dot line.
-        assert_eq!(encode_data(b"a\r\n.\nb"), b"a\r\n..\r\nb\r\n.\r\n");
-        assert_eq!(encode_data(b""), b".\r\n");
     }
 
     #[test]

@@ -96,7 +96,8 @@ pub fn build(report: &Report<'_>) -> Result<Vec<u8>, DsnError> {
         .header("Auto-Submitted", Raw::new("auto-replied"))
         .body(body)
         .write_to_vec()?;
-    Ok(crate::delivery::crlf_to_lf(&out))
+    // mail-builder writes CRLF; the spool form is LF.
+    Ok(hamail_storage::wire::to_spool(&out))
 }
 
 /// A leaf part written as given: our texts are already line-structured, and the
@@ -233,6 +234,5 @@ mod tests {
     fn header_section_stops_at_the_blank_line() {
         assert_eq!(header_section(b"A: 1\nB: 2\n\nbody\n"), b"A: 1\nB: 2\n");
         assert_eq!(header_section(b"A: 1"), b"A: 1\n");
-        assert_eq!(crate::delivery::crlf_to_lf(b"a\r\nb\rc\n"), b"a\nb\rc\n");
     }
 }

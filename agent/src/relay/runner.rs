@@ -17,14 +17,14 @@ use std::time::{Duration, Instant};
 
 use hamail_storage::cluster::{ClusterConfig, HostConfig, QueueConfig};
 use hamail_storage::queue::ClaimedEntry;
-use hamail_storage::{NewMessage, QueueEntry, Spool, StorageError};
+use hamail_storage::{QueueEntry, Spool, StorageError};
 use tokio::sync::{oneshot, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::client::{self, ClientParams, Envelope, Outcome, Reply};
 use super::dsn::{self, FailedRecipient};
 use super::mx::MxResolver;
-use crate::delivery::local_copy;
+use crate::delivery;
 use crate::shutdown::Shutdown;
 
 /// Entries delivered at the same time by one host.
@@ -338,14 +338,11 @@ async fn deliver_local(
     entry: &QueueEntry,
     local: Vec<(String, String)>,
 ) -> Vec<(String, Reply)> {
-    let mut msg = NewMessage::new(&entry.sender, local_copy(&entry.sender, &entry.data));
-    msg.queue_id = entry.id.clone();
     let spool = ctx.spool.clone();
     let users: Vec<String> = local.iter().map(|(_, u)| u.clone()).collect();
+    let (queue_id, sender, data) = (entry.id.clone(), entry.sender.clone(), entry.data.clone());
     let results = tokio::task::spawn_blocking(move || {
-        let names: Vec<&str> = users.iter().map(String::as_str).collect();
-        spool
-            .deliver(&names, &msg)
+        delivery::deliver_local(&spool, &queue_id, &sender, &users, &data)
             .into_iter()
             .map(|r| match r {
                 Ok(_) => Reply::local(250, [2, 0, 0], "delivered to mailbox"),
@@ -558,9 +555,7 @@ async fn bounce(
     let queue_id = entry.id.clone();
     let queued = tokio::task::spawn_blocking(move || {
         if let Some(user) = local_user {
-            let mut msg = NewMessage::new("", local_copy("", &dsn));
-            msg.queue_id = queue_id.clone();
-            match spool.deliver(&[user.as_str()], &msg).pop() {
+            match delivery::deliver_local(&spool, &queue_id, "", &[user], &dsn).pop() {
                 Some(Ok(_)) => return Ok(false),
                 Some(Err(e)) => {
                     tracing::warn!(queue_id = %queue_id, error = %e, "DSN not written to the sender's INBOX; queueing it")

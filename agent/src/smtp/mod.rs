@@ -1,8 +1,8 @@
 //! SMTP: inbound MX (port 25), authenticated submission (587 with STARTTLS, 465 with
-//! implicit TLS). `session` is the protocol state machine, `data` the DATA decoder,
-//! `server` the tokio loop that drives them.
+//! implicit TLS). `session` is the protocol state machine, `server` the tokio loop that
+//! drives it; DATA is decoded by `hamail_storage::wire::DotDecoder`, which owns the
+//! dot-stuffed wire form (and the SMTP smuggling rules) in both directions.
 
-pub mod data;
 pub mod reply;
 pub mod server;
 pub mod session;

@@ -6,12 +6,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hamail_storage::wire::{DotDecoder, Progress};
 use hamail_storage::{Spool, StorageError};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
-use super::data::{DataDecoder, Progress};
 use super::reply::Reply;
 use super::session::{Accepted, Action, AuthOutcome, DeliveryFailure, Lookup, Session, Settings};
 use crate::auth::{Directory, LoginLimiter};
@@ -206,7 +206,7 @@ async fn run(
                     conn.queue(r.wire());
                     conn.flush().await?;
                     let max = usize::try_from(session.max_message_size()).unwrap_or(usize::MAX);
-                    let mut decoder = DataDecoder::new(max, MAX_DATA_LINE);
+                    let mut decoder = DotDecoder::new(max, MAX_DATA_LINE);
                     conn.read_with(ctx.data_timeout, |bytes| match decoder.feed(bytes) {
                         Progress::Done(n) => Some(n),
                         Progress::More => None,

@@ -14,9 +14,9 @@ use std::sync::Arc;
 
 use base64::Engine;
 use hamail_storage::cluster::ClusterConfig;
+use hamail_storage::wire::DotError;
 use smtp_proto::{Error as ParseError, Request};
 
-use super::data::DataError;
 use super::reply::Reply;
 use crate::auth::Targets;
 
@@ -70,7 +70,7 @@ pub enum Action {
         address: String,
         local_part: String,
     },
-    /// Write the reply (354) and read the message with a `DataDecoder`, then call
+    /// Write the reply (354) and read the message with a `wire::DotDecoder`, then call
     /// [`Session::data_result`].
     ReadData(Reply),
     /// Store the message durably, then call [`Session::delivered`].
@@ -565,20 +565,20 @@ impl Session {
     }
 
     /// The message was read (or refused by the decoder).
-    pub fn data_result(&mut self, result: Result<Vec<u8>, DataError>, size: usize) -> Action {
+    pub fn data_result(&mut self, result: Result<Vec<u8>, DotError>, size: usize) -> Action {
         let Some(tx) = self.tx.take() else {
             return self.error(503, "5.5.1", "Need MAIL command");
         };
         let body = match result {
             Ok(body) => body,
-            Err(DataError::TooBig) => {
+            Err(DotError::TooBig) => {
                 return self.error(
                     552,
                     "5.3.4",
                     "Message size exceeds fixed maximum message size",
                 )
             }
-            Err(DataError::LineTooLong) => {
+            Err(DotError::LineTooLong) => {
                 return self.error(554, "5.6.0", "Message has a line that is too long")
             }
         };

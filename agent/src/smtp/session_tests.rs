@@ -221,7 +221,7 @@ fn plain_authzid_must_match_and_starttls_resets_state() {
 fn data_errors_map_to_codes() {
     let mut s = Session::new(settings(Kind::Mx, false), peer(), false);
     transcript(&mut s, "C: HELO c\nS: 250 h1\nC: MAIL FROM:<>\nS: 250\nC: RCPT TO:<alice@example.test>\nS: 250\nC: DATA\nS: 354");
-    let r = s.data_result(Err(DataError::TooBig), 5000);
+    let r = s.data_result(Err(DotError::TooBig), 5000);
     assert!(format!("{}", r.reply()).starts_with("552 5.3.4"));
     // The transaction is over: a new MAIL is allowed.
     transcript(&mut s, "C: MAIL FROM:<>\nS: 250");

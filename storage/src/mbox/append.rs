@@ -38,12 +38,10 @@ pub struct Repaired {
 
 /// See [`Mailbox::append`].
 pub fn append(mailbox: &Mailbox, msgs: &[NewMessage]) -> Result<Appended> {
+    // Nothing to append is the caller's mistake, not a damaged file: as `Corrupt` (which
+    // is temporary) it would be retried for ever.
     if msgs.is_empty() {
-        return Err(StorageError::Corrupt {
-            what: "append",
-            path: mailbox.mbox_path().to_path_buf(),
-            reason: "nothing to append".into(),
-        });
+        return Err(StorageError::EmptyMessage);
     }
     // Uncontended: just do it.
     let started = Instant::now();

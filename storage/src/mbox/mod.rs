@@ -298,6 +298,8 @@ impl Mailbox {
     /// Deliver `msgs` durably: when this returns Ok, they are fsynced in the mailbox and
     /// indexed. Appends that meet a busy mailbox hand their messages to the current lock
     /// holder, which writes them together with its own under one fsync (group commit).
+    /// No messages at all is [`StorageError::EmptyMessage`] (a message of no bytes is
+    /// stored like any other).
     pub fn append(&self, msgs: &[NewMessage]) -> Result<Appended> {
         append::append(self, msgs)
     }

@@ -2,14 +2,13 @@
 
 use std::num::NonZeroU32;
 
-use hamail_storage::mbox::NewMessage;
 use imap_types::core::Tag;
 use imap_types::extensions::binary::LiteralOrLiteral8;
 use imap_types::flag::Flag;
 use imap_types::mailbox::Mailbox;
 use imap_types::response::Code;
 
-use super::{envelope_sender, flags_and_keywords, nil_keyword};
+use super::{flags_and_keywords, nil_keyword};
 use crate::imap::reply::{status, storage_no, Kind, Reply};
 use crate::imap::session::Session;
 
@@ -33,15 +32,9 @@ impl Session {
             LiteralOrLiteral8::Literal(l) => l.data(),
             LiteralOrLiteral8::Literal8(l) => l.data.as_ref(),
         };
-        let data = crate::delivery::crlf_to_lf(bytes);
         let (f, keywords) = flags_and_keywords(flags);
-        let mut msg = NewMessage::new(&envelope_sender(&data), data);
-        msg.flags = f;
-        msg.keywords = keywords;
-        if let Some(d) = date {
-            msg.date = d.as_ref().timestamp();
-        }
-        let appended = match mbox.append(std::slice::from_ref(&msg)) {
+        let date = date.map(|d| d.as_ref().timestamp());
+        let appended = match crate::delivery::append(&mbox, bytes, f, keywords, date) {
             Ok(a) => a,
             Err(e) => return Reply::one(storage_no(tag, &e)),
         };

@@ -3,7 +3,8 @@
 //! request names ([`Plan`]), building them for one message, and the fast path for the
 //! resynchronisation request `FETCH 1:* (UID FLAGS RFC822.SIZE)`, written straight to the
 //! output. Sizes come from the index (`crlf_size`), so that request never reads a
-//! message; everything else reads it once, converted to the CRLF form clients expect.
+//! message; everything else reads it once, converted to the CRLF form clients expect by
+//! `hamail_storage::wire::to_wire` (whose size is `crlf_size`).
 
 use std::num::NonZeroU32;
 
@@ -136,7 +137,7 @@ fn emit_fetch(
             continue;
         }
         let message = if plan.needs_message {
-            Some(to_crlf(&read(m)?))
+            Some(hamail_storage::wire::to_wire(&read(m)?))
         } else {
             None
         };
@@ -371,20 +372,6 @@ pub fn write_fast(
     out.extend_from_slice(b")\r\n");
 }
 
-/// The spool's LF form to the CRLF form (bare LF only; existing CRLF is kept).
-pub fn to_crlf(data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(data.len() + data.len() / 30);
-    let mut prev = 0u8;
-    for &b in data {
-        if b == b'\n' && prev != b'\r' {
-            out.push(b'\r');
-        }
-        out.push(b);
-        prev = b;
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -437,11 +424,6 @@ mod tests {
                 );
             }
         }
-    }
-
-    #[test]
-    fn crlf_conversion() {
-        assert_eq!(to_crlf(b"a\nb\r\nc\n"), b"a\r\nb\r\nc\r\n");
     }
 
     #[test]

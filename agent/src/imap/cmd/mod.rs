@@ -325,26 +325,9 @@ pub(super) fn keyword_names(index: &Index, bits: u64) -> Vec<String> {
         .collect()
 }
 
-/// The sender for the `From ` line of a copied or appended message: its Return-Path.
-pub(super) fn envelope_sender(data: &[u8]) -> String {
-    let head_end = memchr::memmem::find(data, b"\n\n").unwrap_or(data.len());
-    for line in data[..head_end].split(|b| *b == b'\n') {
-        if line.len() > 12 && line[..12].eq_ignore_ascii_case(b"return-path:") {
-            let v = String::from_utf8_lossy(&line[12..]);
-            return v
-                .trim()
-                .trim_start_matches('<')
-                .trim_end_matches('>')
-                .trim()
-                .to_string();
-        }
-    }
-    String::new()
-}
-
 /// A stored message as a new message for another mailbox (flags, keywords, date kept).
 pub(super) fn copy_of(index: &Index, m: &hamail_storage::MessageMeta, data: Vec<u8>) -> NewMessage {
-    let mut msg = NewMessage::new(&envelope_sender(&data), data);
+    let mut msg = NewMessage::new(&crate::delivery::envelope_sender(&data), data);
     msg.flags = Flags(m.flags.0 & !Flags::HIDDEN.0);
     msg.keywords = keyword_names(index, m.keywords);
     msg.date = m.date;

@@ -85,7 +85,7 @@ impl Session {
                     self.rs
                         .read_message(m)
                         .ok()
-                        .map(|b| super::fetch::to_crlf(&b))
+                        .map(|b| hamail_storage::wire::to_wire(&b))
                 }
             }
             let hits = search::search(keys, &cands, &ctx, &mut L { rs: &rs });
