@@ -5,7 +5,7 @@
 //! a new inode, an in-place edit a new mtime/ctime. The check costs one `stat` per watched
 //! file and runs at most once per `recheck` interval, whatever the login rate. All of it
 //! is blocking I/O (the spool's NFS mount may be slow): call [`Reloading::get`] from
-//! `spawn_blocking`.
+//! `crate::blocking::run`.
 
 use std::io;
 use std::os::unix::fs::MetadataExt;

@@ -256,25 +256,10 @@ async fn authenticate(
     }
 }
 
-/// Run blocking spool work on the blocking pool; a panicked or cancelled task counts as
-/// an I/O error.
-async fn blocking<T: Send + 'static>(
-    spool: &Spool,
-    f: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
-) -> Result<T, StorageError> {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(r) => r,
-        Err(e) => Err(StorageError::Io {
-            path: spool.root().to_path_buf(),
-            source: std::io::Error::other(e.to_string()),
-        }),
-    }
-}
-
 /// The snapshot: UIDs and CRLF sizes of the INBOX under a read lock (no message reads).
 pub async fn open_maildrop(spool: &Spool, user: &str) -> Result<Maildrop, MaildropError> {
     let (s, u) = (spool.clone(), user.to_string());
-    let result = blocking(spool, move || {
+    let result = crate::blocking::spool(move || {
         let mailbox = s.inbox(&u)?;
         if !mailbox.exists() {
             return Ok(Maildrop::default());
@@ -302,7 +287,7 @@ pub async fn open_maildrop(spool: &Spool, user: &str) -> Result<Maildrop, Maildr
 /// the snapshot numbered (same UIDVALIDITY, same UID, same size).
 pub async fn fetch_message(spool: &Spool, user: &str, fetch: Fetch) -> Result<Vec<u8>, FetchError> {
     let (s, u) = (spool.clone(), user.to_string());
-    let result = blocking(spool, move || {
+    let result = crate::blocking::spool(move || {
         let mailbox = s.inbox(&u)?;
         let read = match mailbox.read() {
             Ok(r) => r,
@@ -339,7 +324,7 @@ pub async fn commit(
     uids: Vec<u32>,
 ) -> Result<usize, CommitError> {
     let (s, u) = (spool.clone(), user.to_string());
-    let result = blocking(spool, move || {
+    let result = crate::blocking::spool(move || {
         let mailbox = s.inbox(&u)?;
         if !mailbox.exists() {
             return Ok(Some(0));

@@ -180,14 +180,10 @@ async fn scan(
     shutdown: &Shutdown,
 ) -> bool {
     let queue = ctx.spool.queue();
-    let ids = match tokio::task::spawn_blocking(move || queue.list()).await {
-        Ok(Ok(ids)) => ids,
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "cannot list the queue");
-            return false;
-        }
+    let ids = match crate::blocking::spool(move || queue.list()).await {
+        Ok(ids) => ids,
         Err(e) => {
-            tracing::error!(error = %e, "queue listing task failed");
+            tracing::warn!(error = %e, "cannot list the queue");
             return false;
         }
     };
@@ -220,7 +216,7 @@ async fn scan(
 /// moved to `corrupt/`.
 async fn claim_due(ctx: &Arc<Ctx>, id: String, now: i64) -> Option<ClaimedEntry> {
     let queue = ctx.spool.queue();
-    let result = tokio::task::spawn_blocking(move || match queue.claim(&id) {
+    let result = crate::blocking::run(move || match queue.claim(&id) {
         // `claim` does not look at next_try; dropping the claim here releases it.
         Ok(Some(c)) if c.entry.next_try <= now => Some(c),
         Ok(_) => None,
@@ -237,10 +233,7 @@ async fn claim_due(ctx: &Arc<Ctx>, id: String, now: i64) -> Option<ClaimedEntry>
         }
     })
     .await;
-    result.unwrap_or_else(|e| {
-        tracing::error!(error = %e, "claim task failed");
-        None
-    })
+    result.unwrap_or(None)
 }
 
 /// Deliver one claimed entry and record the outcome. Returns the entry's next try when
@@ -290,8 +283,8 @@ async fn keep_fresh(
             _ = tokio::time::sleep(period) => {}
         }
         let c = claimed.clone();
-        let refreshed = tokio::task::spawn_blocking(move || c.refresh()).await;
-        if let Ok(Err(e)) = refreshed {
+        let refreshed = crate::blocking::spool(move || c.refresh()).await;
+        if let Err(e) = refreshed {
             tracing::warn!(queue_id = %claimed.entry.id, error = %e, "cannot refresh the claim");
             // A broken or vanished claim means another host has the entry now; other
             // errors (a hiccup of the NFS server) may pass.
@@ -341,7 +334,7 @@ async fn deliver_local(
     let spool = ctx.spool.clone();
     let users: Vec<String> = local.iter().map(|(_, u)| u.clone()).collect();
     let (queue_id, sender, data) = (entry.id.clone(), entry.sender.clone(), entry.data.clone());
-    let results = tokio::task::spawn_blocking(move || {
+    let results = crate::blocking::run(move || {
         delivery::deliver_local(&spool, &queue_id, &sender, &users, &data)
             .into_iter()
             .map(|r| match r {
@@ -352,7 +345,7 @@ async fn deliver_local(
     })
     .await;
     let results = results.unwrap_or_else(|e| {
-        let reply = Reply::local(451, [4, 3, 0], format!("local delivery task failed: {e}"));
+        let reply = Reply::local(451, [4, 3, 0], format!("local delivery: {e}"));
         vec![reply; local.len()]
     });
     local
@@ -492,23 +485,19 @@ async fn settle(
     let (next_try, stored) = if remaining.is_empty() {
         (
             None,
-            tokio::task::spawn_blocking(move || claimed.complete()).await,
+            crate::blocking::spool(move || claimed.complete()).await,
         )
     } else {
         let next = next_retry(now, entry.created, entry.attempts, queue_cfg);
         (
             Some(next),
-            tokio::task::spawn_blocking(move || claimed.defer(remaining, next, &summary)).await,
+            crate::blocking::spool(move || claimed.defer(remaining, next, &summary)).await,
         )
     };
     match stored {
-        Ok(Ok(())) => next_try,
-        Ok(Err(e)) => {
-            tracing::error!(queue_id = %id, error = %e, "cannot record the delivery attempt; it will be repeated");
-            None
-        }
+        Ok(()) => next_try,
         Err(e) => {
-            tracing::error!(queue_id = %id, error = %e, "queue update task failed");
+            tracing::error!(queue_id = %id, error = %e, "cannot record the delivery attempt; it will be repeated");
             None
         }
     }
@@ -553,7 +542,7 @@ async fn bounce(
     let spool = ctx.spool.clone();
     let sender = entry.sender.clone();
     let queue_id = entry.id.clone();
-    let queued = tokio::task::spawn_blocking(move || {
+    let queued = crate::blocking::spool(move || {
         if let Some(user) = local_user {
             match delivery::deliver_local(&spool, &queue_id, "", &[user], &dsn).pop() {
                 Some(Ok(_)) => return Ok(false),
@@ -566,7 +555,6 @@ async fn bounce(
         spool.queue().enqueue("", &[sender], dsn).map(|_| true)
     })
     .await
-    .map_err(|e| e.to_string())?
     .map_err(|e| e.to_string())?;
     if queued {
         ctx.kick.notify_one();

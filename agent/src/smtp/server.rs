@@ -265,7 +265,7 @@ async fn store(
     let id = queue_id.to_string();
     let data_len = msg.data.len();
     let (sender, recipients) = (msg.sender.clone(), msg.recipients.clone());
-    let result = tokio::task::spawn_blocking(move || {
+    let result = crate::blocking::spool(move || {
         crate::delivery::deliver(
             &spool,
             &domain,
@@ -279,13 +279,6 @@ async fn store(
     .await;
     let elapsed = started.elapsed();
     metrics::histogram!("hamail_delivery_seconds").record(elapsed.as_secs_f64());
-    let result = match result {
-        Ok(r) => r,
-        Err(e) => Err(StorageError::Io {
-            path: ctx.spool.root().to_path_buf(),
-            source: std::io::Error::other(e.to_string()),
-        }),
-    };
     match result {
         Ok(d) => {
             metrics::counter!("hamail_messages_total", "result" => "accepted").increment(1);
