@@ -4,6 +4,8 @@
 //! LDAP or NIS, reports health and metrics, and has a local delivery agent (`deliver`).
 //!
 //! - [`run`]: wiring for one host: listeners, queue runner, health, signals, sd_notify.
+//! - [`service`]: what every protocol server shares (spool, directory, limiter, TLS,
+//!   limits); each protocol's context adds its own settings.
 //! - [`listener`], [`limits`], [`shutdown`]: the shared accept loop, total and per-IP
 //!   connection limits, graceful shutdown.
 //! - [`conn`], [`tls`]: line framing over a plain or TLS stream; the rustls config.
@@ -46,6 +48,7 @@ pub mod listener;
 pub mod pop3;
 pub mod relay;
 pub mod run;
+pub mod service;
 pub mod shutdown;
 pub mod smtp;
 pub mod tls;

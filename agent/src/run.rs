@@ -67,12 +67,19 @@ pub async fn run(config: Arc<ClusterConfig>, host_name: &str) -> anyhow::Result<
         ..LimiterConfig::default()
     }));
     let user_sessions = UserSessions::new(config.limits.max_sessions_per_user);
-    let ctx = Arc::new(SmtpContext {
+    let allow_plaintext_auth = config.tls.as_ref().is_none_or(|t| t.allow_plaintext_auth);
+    let services = Arc::new(crate::service::Services {
         spool: spool.clone(),
         directory: directory.clone(),
-        limiter: limiter.clone(),
+        limiter,
         tls,
         limits: limits.clone(),
+        user_sessions,
+        allow_plaintext_auth,
+        hostname: fqdn.clone(),
+    });
+    let ctx = Arc::new(SmtpContext {
+        services: services.clone(),
         primary_domain: config.cluster.domains.first().cloned().unwrap_or_default(),
         command_timeout: Duration::from_secs(config.limits.command_timeout_secs),
         data_timeout: Duration::from_secs(config.limits.data_timeout_secs),
@@ -98,8 +105,8 @@ pub async fn run(config: Arc<ClusterConfig>, host_name: &str) -> anyhow::Result<
         let settings = Arc::new(Settings {
             kind,
             hostname: fqdn.clone(),
-            tls_available: ctx.tls.is_some(),
-            allow_plaintext_auth: config.tls.as_ref().is_none_or(|t| t.allow_plaintext_auth),
+            tls_available: services.tls.is_some(),
+            allow_plaintext_auth,
             max_message_size: config.limits.max_message_size,
             max_recipients: config.limits.max_recipients as usize,
             config: config.clone(),
@@ -113,14 +120,7 @@ pub async fn run(config: Arc<ClusterConfig>, host_name: &str) -> anyhow::Result<
         ));
     }
     let imap_ctx = Arc::new(crate::imap::session::ImapContext {
-        spool: spool.clone(),
-        directory: directory.clone(),
-        limiter: limiter.clone(),
-        tls: ctx.tls.clone(),
-        limits: limits.clone(),
-        user_sessions: user_sessions.clone(),
-        allow_plaintext_auth: config.tls.as_ref().is_none_or(|t| t.allow_plaintext_auth),
-        hostname: fqdn.clone(),
+        services: services.clone(),
         idle_timeout: Duration::from_secs(config.limits.imap_idle_timeout_secs),
         max_literal: u32::try_from(config.limits.max_message_size).unwrap_or(u32::MAX),
         idle_poll: IDLE_POLL,
@@ -138,12 +138,7 @@ pub async fn run(config: Arc<ClusterConfig>, host_name: &str) -> anyhow::Result<
         ));
     }
     let pop3 = Arc::new(Pop3Context {
-        spool: spool.clone(),
-        directory: directory.clone(),
-        limiter: limiter.clone(),
-        tls: ctx.tls.clone(),
-        limits: limits.clone(),
-        user_sessions: user_sessions.clone(),
+        services: services.clone(),
         idle_timeout: Duration::from_secs(config.limits.pop3_idle_timeout_secs),
     });
     for (name, port, implicit_tls) in [("pop3", l.pop3, false), ("pop3s", l.pop3s, true)] {
@@ -153,8 +148,8 @@ pub async fn run(config: Arc<ClusterConfig>, host_name: &str) -> anyhow::Result<
         let listener = bind(&health, name, SocketAddr::new(host.address, port)).await?;
         let settings = Arc::new(crate::pop3::Settings {
             hostname: fqdn.clone(),
-            tls_available: pop3.tls.is_some(),
-            allow_plaintext_auth: config.tls.as_ref().is_none_or(|t| t.allow_plaintext_auth),
+            tls_available: services.tls.is_some(),
+            allow_plaintext_auth,
         });
         tokio::spawn(crate::pop3::server::serve(
             listener,

@@ -8,6 +8,7 @@ use std::time::Duration;
 use hamail_agent::auth::{Directory, LoginLimiter};
 use hamail_agent::imap::session::{ImapContext, Session};
 use hamail_agent::limits::{ConnLimits, UserSessions};
+use hamail_agent::service::Services;
 use hamail_storage::{LockOptions, NewMessage, Spool};
 use imap_codec::fragmentizer::Fragmentizer;
 use imap_codec::CommandCodec;
@@ -46,14 +47,16 @@ fn ctx() -> Arc<ImapContext> {
             inbox.append(&[NewMessage::new("a@b", body.into_bytes())]).unwrap();
         }
         Arc::new(ImapContext {
-            spool,
-            directory: Arc::new(Directory::new(Arc::new(Nobody), None, vec!["example.test".into()])),
-            limiter: Arc::new(LoginLimiter::new()),
-            tls: None,
-            limits: ConnLimits::new(10, 10),
-            user_sessions: UserSessions::new(1000),
-            allow_plaintext_auth: true,
-            hostname: "h".into(),
+            services: Arc::new(Services {
+                spool,
+                directory: Arc::new(Directory::new(Arc::new(Nobody), None, vec!["example.test".into()])),
+                limiter: Arc::new(LoginLimiter::new()),
+                tls: None,
+                limits: ConnLimits::new(10, 10),
+                user_sessions: UserSessions::new(1000),
+                allow_plaintext_auth: true,
+                hostname: "h".into(),
+            }),
             idle_timeout: Duration::from_secs(60),
             max_literal: 4096,
             idle_poll: Duration::from_secs(1),
@@ -64,7 +67,7 @@ fn ctx() -> Arc<ImapContext> {
 
 fuzz_target!(|data: &[u8]| {
     let ctx = ctx();
-    let users = ctx.user_sessions.clone();
+    let users = ctx.services.user_sessions.clone();
     let mut session = Session::new(ctx, true);
     if let Some(permit) = users.admit("u") {
         session.logged_in("u".into(), permit);

@@ -36,7 +36,7 @@ pub async fn serve(
             "* BYE [UNAVAILABLE] Too many connections from your address\r\n",
         ),
     };
-    let limits = ctx.limits.clone();
+    let limits = ctx.services.limits.clone();
     crate::listener::accept_loop(
         listener,
         this,
@@ -55,7 +55,9 @@ async fn handle(
     shutdown: Shutdown,
 ) {
     let tls = if implicit_tls {
-        let Some(acceptor) = &ctx.tls else { return };
+        let Some(acceptor) = &ctx.services.tls else {
+            return;
+        };
         Some(acceptor)
     } else {
         None

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hamail_storage::{Folders, Spool};
+use hamail_storage::Folders;
 use imap_types::core::{Tag, Vec1};
 use imap_types::mailbox::Mailbox;
 use imap_types::response::{Capability, Code};
@@ -18,19 +18,12 @@ use imap_types::response::{Capability, Code};
 use super::names;
 use super::reply::{code, folder_no, status, storage_no, Kind, Reply};
 use super::view::View;
-use crate::auth::{Directory, LoginLimiter};
-use crate::limits::{ConnLimits, UserPermit, UserSessions};
+use crate::limits::UserPermit;
+use crate::service::Services;
 
 /// Everything the IMAP sessions of one agent share.
 pub struct ImapContext {
-    pub spool: Spool,
-    pub directory: Arc<Directory>,
-    pub limiter: Arc<LoginLimiter>,
-    pub tls: Option<tokio_rustls::TlsAcceptor>,
-    pub limits: Arc<ConnLimits>,
-    pub user_sessions: Arc<UserSessions>,
-    pub allow_plaintext_auth: bool,
-    pub hostname: String,
+    pub services: Arc<Services>,
     /// RFC 3501 §5.4 autologout timer.
     pub idle_timeout: Duration,
     /// Largest literal accepted (APPEND); the message size limit.
@@ -42,7 +35,7 @@ pub struct ImapContext {
 impl std::fmt::Debug for ImapContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ImapContext")
-            .field("spool", &self.spool.root())
+            .field("services", &self.services)
             .finish_non_exhaustive()
     }
 }
@@ -77,7 +70,7 @@ impl Session {
 
     /// LOGIN and AUTHENTICATE are allowed (RFC 3501 §6.2.3 LOGINDISABLED otherwise).
     pub fn login_allowed(&self) -> bool {
-        self.tls || self.ctx.allow_plaintext_auth
+        self.tls || self.ctx.services.allow_plaintext_auth
     }
 
     pub fn capabilities(&self) -> Vec1<Capability<'static>> {
@@ -94,7 +87,7 @@ impl Session {
             Capability::Move,
         ]);
         if matches!(self.state, State::NotAuthenticated) {
-            if !self.tls && self.ctx.tls.is_some() {
+            if !self.tls && self.ctx.services.tls.is_some() {
                 caps.push(Capability::StartTls);
             }
             if self.login_allowed() {
@@ -140,6 +133,7 @@ impl Session {
     /// The logged-in user's mailboxes.
     pub(super) fn folders(&self, tag: &Tag<'_>) -> Result<Folders<'_>, Reply> {
         self.ctx
+            .services
             .spool
             .folders(self.user())
             .map_err(|e| Reply::one(storage_no(tag, &e)))

@@ -10,16 +10,16 @@ use std::time::Duration;
 use hamail_storage::index::Flags;
 use hamail_storage::{Spool, StorageError};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
 use super::session::{
     command_label, Action, AuthOutcome, CommitError, Fetch, FetchError, Maildrop, MaildropError,
     Session, Settings,
 };
-use crate::auth::{Directory, LoginLimiter, LoginOutcome};
+use crate::auth::LoginOutcome;
 use crate::conn::{Connection, ReadError};
-use crate::limits::{ConnLimits, UserPermit, UserSessions};
+use crate::limits::UserPermit;
+use crate::service::Services;
 use crate::shutdown::Shutdown;
 
 /// RFC 2449 §4 allows 255 octets per command; real clients send longer AUTH lines, so
@@ -29,13 +29,7 @@ use crate::conn::TLS_HANDSHAKE_TIMEOUT;
 
 /// Everything the POP3 sessions of one agent share.
 pub struct Pop3Context {
-    pub spool: Spool,
-    pub directory: Arc<Directory>,
-    pub limiter: Arc<LoginLimiter>,
-    pub tls: Option<TlsAcceptor>,
-    pub limits: Arc<ConnLimits>,
-    /// Shared with IMAP: a user's sessions on this host.
-    pub user_sessions: Arc<UserSessions>,
+    pub services: Arc<Services>,
     /// RFC 1939 §3: the autologout timer, at least 10 minutes in production.
     pub idle_timeout: Duration,
 }
@@ -43,7 +37,7 @@ pub struct Pop3Context {
 impl std::fmt::Debug for Pop3Context {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pop3Context")
-            .field("spool", &self.spool.root())
+            .field("services", &self.services)
             .finish_non_exhaustive()
     }
 }
@@ -64,7 +58,7 @@ pub async fn serve(
             "-ERR [SYS/TEMP] too many connections from your address\r\n",
         ),
     };
-    let limits = ctx.limits.clone();
+    let limits = ctx.services.limits.clone();
     crate::listener::accept_loop(
         listener,
         this,
@@ -94,7 +88,9 @@ async fn handle(
     shutdown: Shutdown,
 ) {
     let tls = if implicit_tls {
-        let Some(acceptor) = &ctx.tls else { return };
+        let Some(acceptor) = &ctx.services.tls else {
+            return;
+        };
         Some(acceptor)
     } else {
         None
@@ -173,7 +169,7 @@ async fn run(
                     if dropped > 0 {
                         warn!(%peer, bytes = dropped, "discarded plaintext pipelined after STLS");
                     }
-                    let Some(acceptor) = &ctx.tls else {
+                    let Some(acceptor) = &ctx.services.tls else {
                         return Ok(());
                     };
                     conn.upgrade(acceptor, TLS_HANDSHAKE_TIMEOUT).await?;
@@ -193,7 +189,7 @@ async fn run(
                     session.auth_result(outcome)
                 }
                 Action::OpenMaildrop { user } => {
-                    let result = open_maildrop(&ctx.spool, &user).await;
+                    let result = open_maildrop(&ctx.services.spool, &user).await;
                     if result.is_err() {
                         drop(user_permit.take());
                     }
@@ -209,7 +205,7 @@ async fn run(
                 }
                 Action::Fetch(fetch) => {
                     let user = session.user().unwrap_or_default().to_string();
-                    let result = fetch_message(&ctx.spool, &user, fetch).await;
+                    let result = fetch_message(&ctx.services.spool, &user, fetch).await;
                     session.fetch_result(result)
                 }
                 Action::Commit {
@@ -218,7 +214,7 @@ async fn run(
                     uids,
                 } => {
                     // Not raced against shutdown: a QUIT in progress finishes.
-                    let result = commit(&ctx.spool, &user, uidvalidity, uids).await;
+                    let result = commit(&ctx.services.spool, &user, uidvalidity, uids).await;
                     match &result {
                         Ok(n) => info!(%peer, user = %user, deleted = n, "POP3 QUIT"),
                         Err(e) => {
@@ -242,8 +238,17 @@ async fn authenticate(
     login: &str,
     password: &str,
 ) -> (AuthOutcome, Option<UserPermit>) {
-    match crate::auth::login(&ctx.directory, &ctx.limiter, peer, "pop3", login, password).await {
-        LoginOutcome::Ok(user) => match ctx.user_sessions.admit(&user) {
+    match crate::auth::login(
+        &ctx.services.directory,
+        &ctx.services.limiter,
+        peer,
+        "pop3",
+        login,
+        password,
+    )
+    .await
+    {
+        LoginOutcome::Ok(user) => match ctx.services.user_sessions.admit(&user) {
             Some(permit) => (AuthOutcome::Ok(user), Some(permit)),
             None => {
                 warn!(%peer, user = %user, "POP3 login refused: too many sessions");

@@ -7,16 +7,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hamail_storage::wire::{DotDecoder, Progress};
-use hamail_storage::{Spool, StorageError};
+use hamail_storage::StorageError;
 use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
 use super::reply::Reply;
 use super::session::{Accepted, Action, AuthOutcome, DeliveryFailure, Lookup, Session, Settings};
-use crate::auth::{Directory, LoginLimiter};
 use crate::conn::{Connection, ReadError};
-use crate::limits::ConnLimits;
+use crate::service::Services;
 use crate::shutdown::Shutdown;
 
 /// RFC 5321 §4.5.3.1.4/5: command lines up to 512 octets, but AUTH (RFC 4954 §4) and
@@ -28,11 +26,7 @@ use crate::conn::TLS_HANDSHAKE_TIMEOUT;
 
 /// Everything the SMTP sessions of one agent share.
 pub struct SmtpContext {
-    pub spool: Spool,
-    pub directory: Arc<Directory>,
-    pub limiter: Arc<LoginLimiter>,
-    pub tls: Option<TlsAcceptor>,
-    pub limits: Arc<ConnLimits>,
+    pub services: Arc<Services>,
     /// Local recipients that fail now are queued as `user@primary_domain`.
     pub primary_domain: String,
     pub command_timeout: Duration,
@@ -46,7 +40,7 @@ pub struct SmtpContext {
 impl std::fmt::Debug for SmtpContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SmtpContext")
-            .field("spool", &self.spool.root())
+            .field("services", &self.services)
             .finish_non_exhaustive()
     }
 }
@@ -71,7 +65,7 @@ pub async fn serve(
             "421 4.7.0 Too many connections from your address\r\n",
         ),
     };
-    let limits = ctx.limits.clone();
+    let limits = ctx.services.limits.clone();
     crate::listener::accept_loop(
         listener,
         this,
@@ -100,7 +94,9 @@ async fn handle(
     shutdown: Shutdown,
 ) {
     let tls = if implicit_tls {
-        let Some(acceptor) = &ctx.tls else { return };
+        let Some(acceptor) = &ctx.services.tls else {
+            return;
+        };
         Some(acceptor)
     } else {
         None
@@ -169,7 +165,7 @@ async fn run(
                     if dropped > 0 {
                         warn!(%peer, bytes = dropped, "discarded plaintext pipelined after STARTTLS");
                     }
-                    let Some(acceptor) = &ctx.tls else {
+                    let Some(acceptor) = &ctx.services.tls else {
                         return Ok(());
                     };
                     conn.upgrade(acceptor, TLS_HANDSHAKE_TIMEOUT).await?;
@@ -190,7 +186,7 @@ async fn run(
                         SpoolState::Full => Lookup::StoreFull,
                         SpoolState::Unavailable => Lookup::StoreUnavailable,
                         SpoolState::Writable => {
-                            match ctx.directory.resolve_in(&local_part, domain).await {
+                            match ctx.services.directory.resolve_in(&local_part, domain).await {
                                 Ok(Some(t)) => Lookup::Found(t),
                                 Ok(None) => Lookup::Unknown,
                                 Err(e) => {
@@ -247,7 +243,15 @@ async fn authenticate(
     login: &str,
     password: &str,
 ) -> AuthOutcome {
-    crate::auth::login(&ctx.directory, &ctx.limiter, peer, "smtp", login, password).await
+    crate::auth::login(
+        &ctx.services.directory,
+        &ctx.services.limiter,
+        peer,
+        "smtp",
+        login,
+        password,
+    )
+    .await
 }
 
 /// Put the message on the spool (blocking file I/O, so on the blocking pool) and log the
@@ -260,7 +264,7 @@ async fn store(
     user: Option<&str>,
 ) -> Result<(), DeliveryFailure> {
     let started = Instant::now();
-    let spool = ctx.spool.clone();
+    let spool = ctx.services.spool.clone();
     let domain = ctx.primary_domain.clone();
     let id = queue_id.to_string();
     let data_len = msg.data.len();

@@ -18,7 +18,7 @@ use crate::imap::session::State;
 impl Loop {
     pub(super) async fn starttls(&mut self, tag: &Tag<'static>) -> Result<bool, ReadError> {
         let tls = self.session()?.tls;
-        let Some(acceptor) = self.ctx.tls.clone().filter(|_| !tls) else {
+        let Some(acceptor) = self.ctx.services.tls.clone().filter(|_| !tls) else {
             self.send(&status(
                 Some(tag),
                 Kind::Bad,
@@ -68,8 +68,8 @@ impl Loop {
             return;
         }
         let outcome = crate::auth::login(
-            &self.ctx.directory,
-            &self.ctx.limiter,
+            &self.ctx.services.directory,
+            &self.ctx.services.limiter,
             self.peer,
             "imap",
             user,
@@ -77,7 +77,7 @@ impl Loop {
         )
         .await;
         let reply = match outcome {
-            LoginOutcome::Ok(user) => match self.ctx.user_sessions.admit(&user) {
+            LoginOutcome::Ok(user) => match self.ctx.services.user_sessions.admit(&user) {
                 Some(permit) => {
                     let Some(session) = self.session.as_mut() else {
                         return;

@@ -110,7 +110,7 @@ impl Session {
         folders: &Folders<'_>,
         to: &str,
     ) -> Result<(), StorageError> {
-        let inbox = self.ctx.spool.inbox(self.user())?;
+        let inbox = self.ctx.services.spool.inbox(self.user())?;
         if !inbox.exists() {
             return Ok(());
         }
