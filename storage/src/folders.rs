@@ -29,8 +29,8 @@
 //! - **create**: stale sidecars of the name are removed, then the empty mbox is created
 //!   with `O_EXCL` and its directory fsynced; a crash leaves either no mailbox or an
 //!   empty one.
-//! - **subscriptions**: the whole list is written to a temporary, fsynced and renamed
-//!   over the old one: a crash leaves the old list or the new one.
+//! - **subscriptions**: the whole list is one checksummed record written to a temporary,
+//!   fsynced and renamed over the old one: a crash leaves the old list or the new one.
 //!
 //! Renaming a hierarchy level moves its directory and its index directory without locking
 //! the mailboxes below it (like Dovecot's mbox store): a session that has one of them
@@ -40,7 +40,12 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{IoContext, Result, StorageError};
 use crate::mbox::Mailbox;
+use crate::record;
 use crate::spool::{is_reserved_level, Spool};
+
+/// The subscription list: one checksummed record, a name per field.
+const SUBSCRIPTIONS_MAGIC: &[u8; 8] = b"HMSUBS01";
+const T_NAME: u8 = 1;
 
 /// Why a folder operation was refused (as opposed to failing on the spool).
 #[derive(Debug, thiserror::Error)]
@@ -248,14 +253,29 @@ impl<'a> Folders<'a> {
     /// The subscribed names, in order (RFC 3501 §6.3.6: kept whether or not the mailbox
     /// exists). An unreadable list reads as empty.
     pub fn subscriptions(&self) -> Vec<String> {
-        std::fs::read_to_string(&self.subscriptions)
-            .map(|s| {
-                s.lines()
-                    .filter(|l| !l.is_empty())
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default()
+        let path = &self.subscriptions;
+        let Some(data) = record::read_file(path) else {
+            return Vec::new();
+        };
+        if !data.starts_with(SUBSCRIPTIONS_MAGIC) {
+            // Written by an earlier version: one name per line.
+            return String::from_utf8_lossy(&data)
+                .lines()
+                .filter(|l| !l.is_empty())
+                .map(str::to_string)
+                .collect();
+        }
+        match record::Record::decode(&data, SUBSCRIPTIONS_MAGIC, "subscriptions", path) {
+            Ok(r) => r
+                .all(T_NAME)
+                .filter_map(|n| std::str::from_utf8(n).ok())
+                .map(str::to_string)
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "unreadable subscription list");
+                Vec::new()
+            }
+        }
     }
 
     /// SUBSCRIBE (`on`) or UNSUBSCRIBE `name`.
@@ -263,8 +283,8 @@ impl<'a> Folders<'a> {
         let mut subs = self.subscriptions();
         subs.retain(|s| s != name);
         if on {
-            // One name per line: a line break inside a name would split it in two.
-            if name.contains(['\n', '\r']) {
+            // Names are shown in LSUB as they are: no control characters.
+            if name.chars().any(char::is_control) {
                 return Err(StorageError::InvalidName {
                     name: name.to_string(),
                     reason: "control characters are not allowed",
@@ -273,16 +293,15 @@ impl<'a> Folders<'a> {
             subs.push(name.to_string());
         }
         subs.sort();
-        let mut text = subs.join("\n");
-        text.push('\n');
+        let mut record = record::Writer::new(SUBSCRIPTIONS_MAGIC);
+        for s in &subs {
+            record.field(T_NAME, s.as_bytes());
+        }
         let path = &self.subscriptions;
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).at(dir)?;
         }
-        let tmp = crate::index::file_beside(path);
-        crate::fsutil::write_synced(&tmp, text.as_bytes())?;
-        crate::fsutil::rename(&tmp, path).at(path)?;
-        Ok(())
+        record::replace_file(path, &crate::index::file_beside(path), record)
     }
 }
 
@@ -438,6 +457,24 @@ mod tests {
         assert!(f.set_subscribed("x\ny", true).is_err());
         assert_eq!(spool.folders("ann").unwrap().subscriptions(), ["a", "b"]);
         assert!(spool.folders("../x").is_err());
+    }
+
+    #[test]
+    fn subscriptions_are_a_checksummed_record_and_old_lists_still_read() {
+        let (dir, spool) = spool();
+        let path = dir.path().join("index/ann/.subscriptions");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        // An earlier version's plain list.
+        std::fs::write(&path, "Old\nSent\n").unwrap();
+        let f = spool.folders("ann").unwrap();
+        assert_eq!(f.subscriptions(), ["Old", "Sent"]);
+        f.set_subscribed("New", true).unwrap();
+        let data = std::fs::read(&path).unwrap();
+        assert!(data.starts_with(SUBSCRIPTIONS_MAGIC));
+        assert_eq!(f.subscriptions(), ["New", "Old", "Sent"]);
+        // A torn write reads as no list, never as half of one or as garbage.
+        std::fs::write(&path, &data[..data.len() - 3]).unwrap();
+        assert!(f.subscriptions().is_empty());
     }
 
     #[test]

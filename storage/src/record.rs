@@ -1,10 +1,24 @@
 //! A small checksummed framing for the files hamail writes on the spool besides mboxes
-//! (queue entries, pending appends, append intents): a magic, then typed fields
+//! (queue entries, pending appends, append intents, the small marks and lists beside the
+//! indexes): a magic, then typed fields
 //! `tag:u8 len:u32le bytes`, then an end tag with the total length and a CRC-32 of all
 //! that precedes it. A truncated or torn file fails to decode, it never half-reads.
 
-use crate::error::{Result, StorageError};
+use crate::error::{IoContext, Result, StorageError};
 use std::path::Path;
+
+/// Replace the small file `path` with one record: written to `tmp` (a name only this
+/// caller, under its lock, writes), fsynced, renamed into place. A crash leaves the old
+/// file or the new one, never a torn one.
+pub fn replace_file(path: &Path, tmp: &Path, record: Writer) -> Result<()> {
+    crate::fsutil::write_synced(tmp, &record.finish())?;
+    crate::fsutil::rename(tmp, path).at(path)
+}
+
+/// The bytes of the small file `path`, if it can be read (missing: `None`).
+pub fn read_file(path: &Path) -> Option<Vec<u8>> {
+    std::fs::read(path).ok()
+}
 
 const END: u8 = 0xff;
 

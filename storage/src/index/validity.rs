@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use crate::error::{IoContext, Result};
 use crate::lock::{dotlock, DotLock, LockOptions};
+use crate::record;
 
 /// A UIDVALIDITY above `previous` (the mailbox's last one, if known) and above every value
 /// recorded in the user's mark at `mark`, which is raised to it.
@@ -27,18 +28,30 @@ pub fn next(mark: &Path, previous: Option<u32>, lock: &LockOptions) -> Result<u3
         lock,
         Instant::now() + lock.timeout,
     )?;
-    let recorded = std::fs::read_to_string(mark)
-        .ok()
-        .and_then(|s| s.trim().parse::<u32>().ok());
+    let recorded = read(mark);
     let floor = match (previous, recorded) {
         (Some(a), Some(b)) => Some(a.max(b)),
         (a, b) => a.or(b),
     };
     let value = super::sync::new_uidvalidity(floor);
-    let tmp = crate::index::file_beside(mark);
-    crate::fsutil::write_synced(&tmp, format!("{value}\n").as_bytes())?;
-    crate::fsutil::rename(&tmp, mark).at(mark)?;
+    let mut record = record::Writer::new(MAGIC);
+    record.u64(T_VALUE, u64::from(value));
+    record::replace_file(mark, &crate::index::file_beside(mark), record)?;
     Ok(value)
+}
+
+const MAGIC: &[u8; 8] = b"HMUIDV01";
+const T_VALUE: u8 = 1;
+
+/// The recorded mark: a checksummed record, or plain text from an earlier version.
+fn read(mark: &Path) -> Option<u32> {
+    let data = record::read_file(mark)?;
+    if !data.starts_with(MAGIC) {
+        // Written by an earlier version as plain text.
+        return std::str::from_utf8(&data).ok()?.trim().parse().ok();
+    }
+    let r = record::Record::decode(&data, MAGIC, "UIDVALIDITY mark", mark).ok()?;
+    r.u64(T_VALUE).and_then(|v| u32::try_from(v).ok())
 }
 
 #[cfg(test)]
@@ -54,6 +67,10 @@ mod tests {
         let b = next(&mark, None, &lock).unwrap();
         let c = next(&mark, Some(b + 10), &lock).unwrap();
         assert!(a < b && b + 10 < c, "{a} {b} {c}");
+        // An earlier version's plain-text mark still counts.
+        assert!(std::fs::read(&mark).unwrap().starts_with(MAGIC));
+        std::fs::write(&mark, format!("{}\n", c + 1000)).unwrap();
+        assert!(next(&mark, None, &lock).unwrap() > c + 1000);
         // Lost mark: never below the time.
         std::fs::remove_file(&mark).unwrap();
         let now = super::super::sync::new_uidvalidity(None);

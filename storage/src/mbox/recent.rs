@@ -2,15 +2,17 @@
 //! already handed to a session as \Recent. The first read-write session that sees newer
 //! messages claims them under the watermark's own dotlock, so every message is \Recent in
 //! exactly one session, on any host; read-only sessions and STATUS only look. Written like
-//! every small spool file: to a temporary beside it, fsynced, renamed into place. A lost or
-//! unreadable watermark only makes old messages \Recent once more, never loses mail.
+//! every small spool file: one checksummed record ([`crate::record`]) to a temporary beside
+//! it, fsynced, renamed into place. A lost or unreadable watermark only makes old messages
+//! \Recent once more, never loses mail.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::Mailbox;
-use crate::error::{IoContext, Result};
+use crate::error::Result;
 use crate::lock::{dotlock, DotLock};
+use crate::record;
 
 /// How long a claim waits for the watermark's lock: \Recent is not worth holding up a
 /// SELECT for longer.
@@ -43,17 +45,31 @@ impl Mailbox {
         if seen >= max {
             return Ok(u32::MAX);
         }
-        let tmp = self.with_suffix(".recent.tmp");
-        crate::fsutil::write_synced(&tmp, format!("{max}\n").as_bytes())?;
-        crate::fsutil::rename(&tmp, &path).at(&path)?;
+        let mut record = record::Writer::new(MAGIC);
+        record.u64(T_MAX_UID, u64::from(max));
+        record::replace_file(&path, &self.with_suffix(".recent.tmp"), record)?;
         Ok(seen.saturating_add(1))
     }
 }
 
+const MAGIC: &[u8; 8] = b"HMRECNT1";
+const T_MAX_UID: u8 = 1;
+
 fn read(path: &Path) -> u32 {
-    std::fs::read_to_string(path)
+    let Some(data) = record::read_file(path) else {
+        return 0;
+    };
+    if !data.starts_with(MAGIC) {
+        // Written by an earlier version as plain text.
+        return std::str::from_utf8(&data)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+    }
+    record::Record::decode(&data, MAGIC, "recent watermark", path)
         .ok()
-        .and_then(|s| s.trim().parse().ok())
+        .and_then(|r| r.u64(T_MAX_UID))
+        .and_then(|v| u32::try_from(v).ok())
         .unwrap_or(0)
 }
 
@@ -72,5 +88,11 @@ mod tests {
         assert_eq!(inbox.claim_recent(5).unwrap(), 4);
         assert_eq!(inbox.recent_watermark(), 5);
         assert_eq!(inbox.claim_recent(0).unwrap(), u32::MAX);
+        let path = inbox.recent_path();
+        assert!(std::fs::read(&path).unwrap().starts_with(super::MAGIC));
+        // An earlier version's plain-text watermark still counts.
+        std::fs::write(&path, "7\n").unwrap();
+        assert_eq!(inbox.recent_watermark(), 7);
+        assert_eq!(inbox.claim_recent(9).unwrap(), 8);
     }
 }
