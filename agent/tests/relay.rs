@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -64,47 +63,28 @@ async fn lab(settings: Settings, before_start: impl FnOnce(&Spool)) -> Lab {
     let dns = support::dns::start(support::dns::Zone::remote_test()).await;
     let tls = settings.tls.then(sink::tls_acceptor);
     let sink = sink::start(settings.script, tls).await;
-    let text = format!(
-        r#"
-[cluster]
-domains = ["example.test"]
-spool = "{spool}"
-
-[[host]]
-name = "host1"
-address = "127.0.0.1"
-mx_priority = 10
-
-[auth]
-backend = "system"
-
-[listeners]
-submissions = 0
-imaps = 0
-pop3s = 0
-
-[locking]
-timeout_secs = 1
-stale_after_secs = 2
-
-[queue]
-lifetime_secs = {lifetime}
-retry_min_secs = 1
-retry_max_secs = {retry_max}
-
-[relay]
-resolver = "{dns}"
-port = {port}
-scan_interval_secs = 1
-connect_timeout_secs = 5
-command_timeout_secs = 10
-"#,
-        spool = dir.path().display(),
-        lifetime = settings.lifetime,
-        retry_max = settings.retry_max,
-        port = sink.port,
-    );
-    let config = Arc::new(ClusterConfig::parse(&text, Path::new("t.toml")).unwrap());
+    let config = ClusterConfig::builder(dir.path())
+        .hosts(["127.0.0.1"])
+        .section("auth", "backend = \"system\"")
+        .section("locking", "timeout_secs = 1\nstale_after_secs = 2")
+        .section(
+            "queue",
+            &format!(
+                "lifetime_secs = {}\nretry_min_secs = 1\nretry_max_secs = {}",
+                settings.lifetime, settings.retry_max
+            ),
+        )
+        .section(
+            "relay",
+            &format!(
+                "resolver = \"{dns}\"\nport = {}\nscan_interval_secs = 1\n\
+                 connect_timeout_secs = 5\ncommand_timeout_secs = 10",
+                sink.port
+            ),
+        )
+        .build()
+        .unwrap();
+    let config = Arc::new(config);
     let host = config.host("host1").unwrap().clone();
     let spool = Spool::open(dir.path(), config.lock_options(&host)).unwrap();
     before_start(&spool);

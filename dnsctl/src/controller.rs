@@ -446,36 +446,17 @@ mod tests {
     }
 
     fn config(state_dir: &Path) -> ClusterConfig {
-        let text = format!(
-            r#"
-[cluster]
-domains = ["example.test"]
-spool = "/srv/mail"
-[[host]]
-name = "host1"
-address = "10.0.0.11"
-mx_priority = 10
-[[host]]
-name = "host2"
-address = "10.0.0.12"
-mx_priority = 20
-[[host]]
-name = "host3"
-address = "10.0.0.13"
-mx_priority = 30
-[auth]
-backend = "file"
-passwd_file = "/p"
-[tls]
-cert = "/c"
-key = "/k"
-[dns]
-listen = "10.0.0.14:53"
-state_dir = "{}"
-"#,
-            state_dir.display()
-        );
-        ClusterConfig::parse(&text, Path::new("hamail.toml")).unwrap()
+        ClusterConfig::builder("/srv/mail")
+            .hosts(["10.0.0.11", "10.0.0.12", "10.0.0.13"])
+            .section(
+                "dns",
+                &format!(
+                    "listen = \"10.0.0.14:53\"\nstate_dir = \"{}\"",
+                    state_dir.display()
+                ),
+            )
+            .build()
+            .unwrap()
     }
 
     fn mx_order(s: &Snapshot) -> Vec<String> {

@@ -193,39 +193,20 @@ impl Snapshot {
 mod tests {
     use super::*;
     use std::collections::BTreeSet;
-    use std::path::Path;
 
     fn config() -> ClusterConfig {
-        let text = r#"
-[cluster]
-domains = ["example.test", "example.org"]
-spool = "/srv/mail"
-
-[[host]]
-name = "host1"
-address = "10.0.0.11"
-mx_priority = 10
-
-[[host]]
-name = "host2"
-address = "fd00::12"
-mx_priority = 20
-fqdn = "mx2.example.org"
-
-[auth]
-backend = "file"
-passwd_file = "/etc/hamail/passwd"
-
-[tls]
-cert = "/c.pem"
-key = "/k.pem"
-
-[dns]
-listen = "10.0.0.14:53"
+        ClusterConfig::builder("/srv/mail")
+            .domains(&["example.test", "example.org"])
+            .hosts(["10.0.0.11", "fd00::12"])
+            .host_keys("fqdn = \"mx2.example.org\"")
+            .section(
+                "dns",
+                r#"listen = "10.0.0.14:53"
 records = [{ name = "www", type = "a", value = "10.0.0.80" },
-           { name = "_dmarc.example.org.", type = "TXT", value = "\"v=DMARC1; p=none\"", ttl_secs = 3600 }]
-"#;
-        ClusterConfig::parse(text, Path::new("hamail.toml")).unwrap()
+           { name = "_dmarc.example.org.", type = "TXT", value = "\"v=DMARC1; p=none\"", ttl_secs = 3600 }]"#,
+            )
+            .build()
+            .unwrap()
     }
 
     #[test]

@@ -21,43 +21,12 @@ use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const CONFIG: &str = r#"
-[cluster]
-domains = ["example.test", "example.org"]
-spool = "/srv/mail"
-
-[[host]]
-name = "host1"
-address = "10.0.0.11"
-mx_priority = 10
-
-[[host]]
-name = "host2"
-address = "10.0.0.12"
-mx_priority = 20
-
-[[host]]
-name = "host3"
-address = "10.0.0.13"
-mx_priority = 30
-
-[auth]
-backend = "file"
-passwd_file = "/etc/hamail/passwd"
-
-[tls]
-cert = "/c.pem"
-key = "/k.pem"
-
-[dns]
-listen = "10.0.0.14:53"
-records = [{ name = "www", type = "CNAME", value = "host1.example.test." },
-           { name = "@", type = "TXT", value = "\"v=spf1 mx -all\"" }]
-"#;
+/// Three hosts, two domains, two static records.
+const CONFIG: &str = include_str!("../../examples/config/dns.toml");
 
 /// The zones for the given healthy hosts at `serial`.
 fn snapshot(up: &[&str], serial: u32) -> Snapshot {
-    let config = ClusterConfig::parse(CONFIG, Path::new("hamail.toml")).unwrap();
+    let config = ClusterConfig::parse(CONFIG, Path::new("examples/config/dns.toml")).unwrap();
     let dns = config.dns.clone().unwrap();
     let plan = dnsctl::policy::plan(&config.hosts, |h| up.contains(&h), &BTreeSet::new(), None);
     dnsctl::zone::build(&config, &dns, &plan, serial)

@@ -158,48 +158,19 @@ fn soa_serial(named: &Named) -> u32 {
     soa[0].split_whitespace().nth(2).unwrap().parse().unwrap()
 }
 
+/// `examples/config/rfc2136.toml` (three hosts, host2 on IPv6) updating the private named
+/// at `server` with the key in `secret_file`.
 fn config(server: SocketAddr, secret_file: &Path) -> ClusterConfig {
-    let text = format!(
-        r#"
-[cluster]
-domains = ["example.test"]
-spool = "/srv/mail"
-
-[[host]]
-name = "host1"
-address = "10.0.0.11"
-mx_priority = 10
-
-[[host]]
-name = "host2"
-address = "fd00::12"
-mx_priority = 20
-
-[[host]]
-name = "host3"
-address = "10.0.0.13"
-mx_priority = 30
-
-[auth]
-backend = "file"
-passwd_file = "/etc/hamail/passwd"
-
-[tls]
-cert = "/c.pem"
-key = "/k.pem"
-
-[dns]
-listen = "127.0.0.1:53"
-
-[dns.rfc2136]
-server = "{server}"
-key_name = "hamail-key"
-algorithm = "hmac-sha256"
-secret_file = "{}"
-"#,
-        secret_file.display()
-    );
-    ClusterConfig::parse(&text, Path::new("hamail.toml")).unwrap()
+    let mut config = ClusterConfig::parse(
+        include_str!("../../examples/config/rfc2136.toml"),
+        Path::new("examples/config/rfc2136.toml"),
+    )
+    .unwrap();
+    let dns = config.dns.as_mut().unwrap();
+    let remote = dns.rfc2136.as_mut().unwrap();
+    remote.server = server;
+    remote.secret_file = secret_file.to_path_buf();
+    config
 }
 
 fn snapshot(config: &ClusterConfig, down: &[&str]) -> zone::Snapshot {

@@ -5,6 +5,8 @@
 //! Unknown keys are errors (with the line, from the TOML parser), and [`ClusterConfig::load`]
 //! checks the whole file for consistency and reports every problem at once, so an operator
 //! fixes a broken config in one round. Durations are whole seconds in keys ending `_secs`.
+//! Tests put configs together with [`ClusterConfig::builder`]; complete examples are in
+//! `examples/config/` at the repository root (each parsed by this module's tests).
 //!
 //! ```toml
 //! [cluster]
@@ -29,6 +31,12 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::lock::LockOptions;
+
+mod builder;
+pub use builder::ConfigBuilder;
+
+#[cfg(test)]
+mod example_files;
 
 /// Why a cluster config could not be used.
 #[derive(Debug, thiserror::Error)]

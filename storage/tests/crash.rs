@@ -22,7 +22,7 @@ fn killed(cmd: &mut Command, step: &str) -> String {
     assert_eq!(
         out.status.signal(),
         Some(9),
-        "child should die by SIGKILL at {step}: {} {}",
+        "child should die by SIGKILL at {step} (hamail-spool built without the fault-injection feature?): {} {}",
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );

@@ -197,3 +197,35 @@ fn certificates(dir: &Path, hosts: &[HostInfo], base: Ipv4Addr) -> anyhow::Resul
     std::fs::write(dir.join("tls/key.pem"), key.serialize_pem())?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `examples/config/lab.toml` is what `hamail-lab config --base 10.0.0.10
+    /// --install-dir /etc/hamail --spool /srv/mail` writes (the VM lab's three guests):
+    /// the example stays true to the lab, and a change to the lab's config shows up in
+    /// the diff of that file.
+    #[test]
+    fn the_lab_example_config_is_what_the_lab_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = Options {
+            dir: dir.path().to_path_buf(),
+            hosts: 3,
+            base: Ipv4Addr::new(10, 0, 0, 10),
+            install_dir: Some("/etc/hamail".into()),
+            spool: Some("/srv/mail".into()),
+        };
+        let info = write_all(dir.path(), &opts).unwrap();
+        assert_eq!(info.config, Path::new("/etc/hamail/hamail.toml"));
+        let written = std::fs::read_to_string(dir.path().join("hamail.toml")).unwrap();
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/config/lab.toml");
+        let expected = std::fs::read_to_string(&example).unwrap();
+        assert!(
+            written == expected,
+            "{} differs from what hamail-lab writes now; if the change is meant, \
+             copy this over it:\n{written}",
+            example.display()
+        );
+    }
+}

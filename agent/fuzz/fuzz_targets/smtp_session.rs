@@ -12,8 +12,7 @@ use libfuzzer_sys::fuzz_target;
 fn config() -> Arc<ClusterConfig> {
     static C: OnceLock<Arc<ClusterConfig>> = OnceLock::new();
     C.get_or_init(|| {
-        let text = "[cluster]\ndomains = [\"example.test\"]\nspool = \"/s\"\n[[host]]\nname = \"h\"\naddress = \"127.0.0.1\"\nmx_priority = 1\n[auth]\nbackend = \"file\"\npasswd_file = \"/p\"\n[listeners]\nsubmissions = 0\nimaps = 0\npop3s = 0\n";
-        Arc::new(ClusterConfig::parse(text, std::path::Path::new("f")).unwrap())
+        Arc::new(ClusterConfig::builder("/s").host("h", "127.0.0.1").build().unwrap())
     })
     .clone()
 }

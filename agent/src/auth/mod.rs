@@ -129,16 +129,13 @@ pub(crate) fn is_local_domain(domains: &[String], domain: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
 
     fn config(auth: &str) -> ClusterConfig {
-        let text = format!(
-            "[cluster]\ndomains = [\"example.test\"]\nspool = \"/srv/mail\"\n\n\
-             [[host]]\nname = \"host1\"\naddress = \"10.0.0.11\"\nmx_priority = 10\n\n\
-             [tls]\ncert = \"/c.pem\"\nkey = \"/k.pem\"\n\n\
-             [auth]\n{auth}\n"
-        );
-        ClusterConfig::parse(&text, Path::new("hamail.toml")).unwrap()
+        ClusterConfig::builder("/srv/mail")
+            .hosts(["10.0.0.11"])
+            .section("auth", auth)
+            .build()
+            .unwrap()
     }
 
     #[tokio::test]

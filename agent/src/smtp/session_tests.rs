@@ -9,26 +9,10 @@ use hamail_storage::cluster::ClusterConfig;
 use super::*;
 
 fn settings(kind: Kind, plaintext_auth: bool) -> Arc<Settings> {
-    let config = ClusterConfig::parse(
-        r#"
-[cluster]
-domains = ["example.test"]
-spool = "/srv/mail"
-[[host]]
-name = "h1"
-address = "127.0.0.1"
-mx_priority = 10
-[auth]
-backend = "file"
-passwd_file = "/x"
-[listeners]
-submissions = 0
-imaps = 0
-pop3s = 0
-"#,
-        std::path::Path::new("t.toml"),
-    )
-    .unwrap();
+    let config = ClusterConfig::builder("/srv/mail")
+        .host("h1", "127.0.0.1")
+        .build()
+        .unwrap();
     Arc::new(Settings {
         kind,
         hostname: "h1.example.test".into(),

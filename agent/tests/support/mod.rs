@@ -19,6 +19,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use hamail_storage::cluster::ClusterConfig;
 use hamail_storage::{LockOptions, Spool};
 
 pub const SMTP: u16 = 2525;
@@ -70,7 +71,6 @@ impl Lab {
         let root = dir.path();
         let spool = root.join("spool");
         let ips: Vec<IpAddr> = (0..hosts).map(|_| IpAddr::V4(next_ip())).collect();
-        let names: Vec<String> = ips.iter().map(|i| i.to_string()).collect();
         let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
         std::fs::write(root.join("cert.pem"), cert.cert.pem()).unwrap();
         std::fs::write(root.join("key.pem"), cert.signing_key.serialize_pem()).unwrap();
@@ -84,58 +84,39 @@ impl Lab {
             "sales: alice, bob\nfriend: carol@example.test\nforward: someone@remote.test, alice\n",
         )
         .unwrap();
-        let mut text = format!(
-            r#"
-[cluster]
-domains = ["example.test", "example.org"]
-spool = "{spool}"
-
-{auth}
-[tls]
-cert = "{root}/cert.pem"
-key = "{root}/key.pem"
-allow_plaintext_auth = false
-
-[locking]
-timeout_secs = 10
-stale_after_secs = 30
-"#,
-            spool = spool.display(),
-            root = root.display(),
-            auth = if extra.contains("[auth]") {
-                String::new()
-            } else {
-                format!(
-                    "[auth]\nbackend = \"file\"\npasswd_file = \"{root}/passwd\"\n\
-                     aliases_file = \"{root}/aliases\"\n",
-                    root = root.display()
-                )
+        let r = root.display();
+        let mut config = ClusterConfig::builder(&spool)
+            .domains(&["example.test", "example.org"])
+            .hosts(&ips)
+            .section(
+                "auth",
+                &format!(
+                    "backend = \"file\"\npasswd_file = \"{r}/passwd\"\n\
+                     aliases_file = \"{r}/aliases\""
+                ),
+            )
+            .section(
+                "tls",
+                &format!(
+                    "cert = \"{r}/cert.pem\"\nkey = \"{r}/key.pem\"\nallow_plaintext_auth = false"
+                ),
+            )
+            .section("locking", "timeout_secs = 10\nstale_after_secs = 30")
+            .section(
+                "listeners",
+                &format!(
+                    "smtp = {SMTP}\nsubmission = {SUBMISSION}\nsubmissions = {SUBMISSIONS}\n\
+                     health = {HEALTH}\nimap = {IMAP}\nimaps = {IMAPS}\npop3 = {POP3}\n\
+                     pop3s = {POP3S}"
+                ),
+            );
+        // An `[auth]` or `[listeners]` in `extra` replaces the one here.
+        for table in ["auth", "listeners"] {
+            if extra.contains(&format!("[{table}]")) {
+                config = config.without(table);
             }
-        );
-        for (i, ip) in ips.iter().enumerate() {
-            text.push_str(&format!(
-                "\n[[host]]\nname = \"host{}\"\naddress = \"{ip}\"\nmx_priority = {}\n",
-                i + 1,
-                (i + 1) * 10
-            ));
         }
-        let _ = names;
-        if !extra.contains("[listeners]") {
-            text.push_str(&format!(
-                "
-[listeners]
-smtp = {SMTP}
-submission = {SUBMISSION}
-submissions = {SUBMISSIONS}
-health = {HEALTH}
-imap = {IMAP}
-imaps = {IMAPS}
-pop3 = {POP3}
-pop3s = {POP3S}
-"
-            ));
-        }
-        text.push_str(extra);
+        let text = config.toml() + extra;
         let config = root.join("hamail.toml");
         std::fs::write(&config, text).unwrap();
         Lab {

@@ -12,6 +12,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use hamail_storage::cluster::ClusterConfig;
+
 pub const SMTP: u16 = 2525;
 pub const HEALTH: u16 = 2080;
 pub const DNS: u16 = 5353;
@@ -143,50 +145,35 @@ pub struct Dnsctl {
 }
 
 impl Dnsctl {
-    /// Write the config; `extra` goes into `[health]`-free text appended at the end.
+    /// Write the config: `health` is the body of `[health]`, `dns_extra` more keys (or a
+    /// `[dns.rfc2136]` table) for `[dns]`.
     pub fn new(hosts: &[&StandIn], health: &str, dns_extra: &str) -> Dnsctl {
         let dir = tempfile::tempdir().unwrap();
         let ip = fresh_ip();
-        let mut text = format!(
-            r#"
-[cluster]
-domains = ["example.test"]
-spool = "{root}/spool"
-
-[auth]
-backend = "file"
-passwd_file = "{root}/passwd"
-
-[listeners]
-smtp = {SMTP}
-health = {HEALTH}
-submission = 0
-submissions = 0
-imap = 0
-imaps = 0
-pop3 = 0
-pop3s = 0
-
-[health]
-{health}
-
-[dns]
-listen = "{ip}:{DNS}"
-state_dir = "{root}/state"
-control_socket = "{root}/dnsctl.sock"
-probe_timeout_ms = 500
-{dns_extra}
-"#,
-            root = dir.path().display()
-        );
-        for (i, h) in hosts.iter().enumerate() {
-            text.push_str(&format!(
-                "\n[[host]]\nname = \"host{}\"\naddress = \"{}\"\nmx_priority = {}\n",
-                i + 1,
-                h.ip,
-                (i + 1) * 10
-            ));
-        }
+        let root = dir.path().display();
+        let text = ClusterConfig::builder(dir.path().join("spool"))
+            .hosts(hosts.iter().map(|h| h.ip))
+            .section(
+                "auth",
+                &format!("backend = \"file\"\npasswd_file = \"{root}/passwd\""),
+            )
+            .section(
+                "listeners",
+                &format!(
+                    "smtp = {SMTP}\nhealth = {HEALTH}\nsubmission = 0\nsubmissions = 0\n\
+                     imap = 0\nimaps = 0\npop3 = 0\npop3s = 0"
+                ),
+            )
+            .section("health", health)
+            .section(
+                "dns",
+                &format!(
+                    "listen = \"{ip}:{DNS}\"\nstate_dir = \"{root}/state\"\n\
+                     control_socket = \"{root}/dnsctl.sock\"\nprobe_timeout_ms = 500\n\
+                     {dns_extra}"
+                ),
+            )
+            .toml();
         let config = dir.path().join("hamail.toml");
         std::fs::write(&config, text).unwrap();
         Dnsctl {
