@@ -242,7 +242,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let spool = Spool::open(dir.path(), LockOptions::default()).unwrap();
         // bob's INBOX path is a directory: his append fails and he is queued for retry.
-        std::fs::create_dir_all(dir.path().join("mail/bob")).unwrap();
+        std::fs::create_dir_all(spool.inbox("bob").unwrap().mbox_path()).unwrap();
         let d = deliver(
             &spool,
             "example.test",
@@ -310,7 +310,7 @@ mod tests {
         assert!(meta.flags.contains(Flags::SEEN));
         assert_eq!(read.index().keywords, ["$Work"]);
         assert_eq!(meta.date, 1_000_000);
-        let mbox = std::fs::read(dir.path().join("mail/carol")).unwrap();
+        let mbox = std::fs::read(spool.inbox("carol").unwrap().mbox_path()).unwrap();
         assert!(
             mbox.starts_with(b"From r@x.test "),
             "{}",

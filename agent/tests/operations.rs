@@ -103,7 +103,7 @@ fn healthz_reports_checks_and_fails_when_the_spool_is_unwritable() {
     );
 
     // The probe file's directory replaced by a file: the spool check fails → 503.
-    let health_dir = lab.spool.join("health");
+    let health_dir = lab.spool().probe_dir();
     std::fs::remove_dir_all(&health_dir).unwrap();
     std::fs::write(&health_dir, b"not a directory").unwrap();
     let (code, body) = http_get(lab.addr(0, HEALTH), "/healthz").unwrap();

@@ -135,13 +135,18 @@ impl Spool {
         self.root.join("index").join(user).join(SUBSCRIPTIONS)
     }
 
+    /// Where the hosts' probe files live (operators and tests look at it).
+    pub fn probe_dir(&self) -> PathBuf {
+        self.root.join(HEALTH_DIR)
+    }
+
     /// Prove the spool writable from this host: rewrite `health/<host>.probe` with `now`,
     /// fsync it, and return the bytes still free on the spool's filesystem (rewriting the
     /// probe reuses the block it just freed, so on a full filesystem the write keeps
     /// succeeding: the caller judges the free space too).
     pub fn write_probe(&self, host: &str, now: &str) -> Result<u64> {
         validate_user(host)?;
-        let dir = self.root.join(HEALTH_DIR);
+        let dir = self.probe_dir();
         let path = dir.join(format!("{host}.probe"));
         std::fs::create_dir_all(&dir).at(&dir)?;
         crate::fsutil::write_synced(&path, format!("{now}\n").as_bytes())?;
