@@ -1,5 +1,8 @@
 //! `hamail-lab`: bring a whole cluster up on this machine (`up`), look at it (`status`),
-//! stop and start single hosts (`stop-host`, `start-host`), and take it down (`down`).
+//! stop and start single hosts (`stop-host`, `start-host`), take it down (`down`), and
+//! run the benchmarks (`bench smtp|imap|dns|spool|failover`).
+
+mod bench;
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -70,6 +73,11 @@ enum Command {
         dir: PathBuf,
         host: String,
     },
+    /// Run a benchmark (release binaries: cargo run --release -p hamail-lab -- bench ...).
+    Bench {
+        #[command(subcommand)]
+        bench: bench::Bench,
+    },
 }
 
 fn main() -> ExitCode {
@@ -133,6 +141,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             let pid = info.host(&host)?.pid.unwrap_or(0);
             println!("{host} started (pid {pid})");
         }
+        Command::Bench { bench } => bench::run(bench)?,
     }
     Ok(())
 }

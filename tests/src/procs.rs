@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
@@ -27,6 +27,17 @@ impl Binaries {
     /// in `target/*/deps`). When they are missing and cargo started us, build them with
     /// the same profile first, so `cargo run -p hamail-lab -- up` is the whole story.
     pub fn find() -> anyhow::Result<Binaries> {
+        Self::locate(false)
+    }
+
+    /// Like [`find`](Self::find), but when cargo started us, always run `cargo build` for
+    /// them first (a no-op when they are up to date): the benchmarks must measure the
+    /// code as it is, not a binary left from an older build.
+    pub fn find_fresh() -> anyhow::Result<Binaries> {
+        Self::locate(true)
+    }
+
+    fn locate(always_build: bool) -> anyhow::Result<Binaries> {
         let mut dirs = Vec::new();
         if let Some(d) = std::env::var_os("HAMAIL_BIN_DIR") {
             dirs.push(PathBuf::from(d));
@@ -38,10 +49,16 @@ impl Binaries {
                 dirs.push(up.to_path_buf());
             }
         }
-        if let Some(b) = Self::look(&dirs) {
-            return Ok(b);
+        let cargo = std::env::var_os("CARGO");
+        // HAMAIL_BIN_DIR names binaries to use as they are.
+        let rebuild =
+            always_build && cargo.is_some() && std::env::var_os("HAMAIL_BIN_DIR").is_none();
+        if !rebuild {
+            if let Some(b) = Self::look(&dirs) {
+                return Ok(b);
+            }
         }
-        if let Some(cargo) = std::env::var_os("CARGO") {
+        if let Some(cargo) = cargo {
             let release = dirs.iter().any(|d| d.ends_with("release"));
             eprintln!("hamail-lab: building hamail-agent and dnsctl first");
             let mut cmd = Command::new(cargo);
@@ -63,6 +80,11 @@ impl Binaries {
         )
     }
 
+    /// Whether the binaries are an optimized build (their directory is `.../release`).
+    pub fn is_release(&self) -> bool {
+        self.agent.parent().is_some_and(|d| d.ends_with("release"))
+    }
+
     fn look(dirs: &[PathBuf]) -> Option<Binaries> {
         dirs.iter().find_map(|d| {
             let (agent, dnsctl) = (d.join("hamail-agent"), d.join("dnsctl"));
@@ -71,38 +93,53 @@ impl Binaries {
     }
 }
 
-fn spawn(program: &Path, args: &[&str], config: &Path, log: &Path) -> anyhow::Result<u32> {
+/// Start `program --config CONFIG ARGS...` with `env` added, in a process group of its
+/// own, stdout and stderr appended to `log`. The caller decides whether to wait for it.
+pub fn spawn(
+    program: &Path,
+    args: &[&str],
+    config: &Path,
+    log: &Path,
+    env: &[(&str, &str)],
+) -> anyhow::Result<Child> {
     let out = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)
         .with_context(|| format!("cannot open {}", log.display()))?;
-    let child = Command::new(program)
+    Command::new(program)
         .arg("--config")
         .arg(config)
         .args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(out.try_clone()?)
         .stderr(out)
         .process_group(0)
         .spawn()
-        .with_context(|| format!("cannot start {}", program.display()))?;
-    // Not waited for here: the lab outlives this process. `stop` reaps nothing either;
-    // when `up` exits, init adopts the children.
-    Ok(child.id())
+        .with_context(|| format!("cannot start {}", program.display()))
 }
 
 /// Start host `i`'s agent; its pid.
 pub fn start_agent(bins: &Binaries, info: &LabInfo, i: usize) -> anyhow::Result<u32> {
     let name = &info.hosts[i].name;
     let log = info.dir.join("logs").join(format!("{name}.log"));
-    spawn(&bins.agent, &["--host", name, "run"], &info.config, &log)
+    // Not waited for here: the lab outlives this process. `stop` reaps nothing either;
+    // when `up` exits, init adopts the children.
+    Ok(spawn(
+        &bins.agent,
+        &["--host", name, "run"],
+        &info.config,
+        &log,
+        &[],
+    )?
+    .id())
 }
 
 /// Start `dnsctl serve`; its pid.
 pub fn start_dnsctl(bins: &Binaries, info: &LabInfo) -> anyhow::Result<u32> {
     let log = info.dir.join("logs/dnsctl.log");
-    spawn(&bins.dnsctl, &["serve"], &info.config, &log)
+    Ok(spawn(&bins.dnsctl, &["serve"], &info.config, &log, &[])?.id())
 }
 
 /// Whether `pid` is alive and was started with `config` (so not a reused pid).

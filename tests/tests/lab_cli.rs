@@ -1,5 +1,6 @@
 //! The `hamail-lab` binary itself: `up` on a fresh directory writes lab.json as
-//! documented and starts everything; `down` leaves no process behind.
+//! documented and starts everything; `down` leaves no process behind; every `bench` parses
+//! its options.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -75,4 +76,26 @@ fn up_then_down_leaves_nothing_running() {
     assert!(out.status.success());
     assert_eq!(processes_using(&info.config), Vec::<u32>::new());
     assert!(dir.path().join("spool").is_dir(), "the spool is kept");
+}
+
+#[test]
+fn every_bench_has_its_options() {
+    let bin = env!("CARGO_BIN_EXE_hamail-lab");
+    for (bench, option) in [
+        ("smtp", "--repeat"),
+        ("imap", "--messages"),
+        ("dns", "[THREADS]"),
+        ("spool", "--appends"),
+        ("failover", "[TRIALS]"),
+    ] {
+        let out = Command::new(bin)
+            .args(["bench", bench, "--help"])
+            .output()
+            .unwrap();
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && help.contains(option),
+            "{bench}: {help}"
+        );
+    }
 }

@@ -1,5 +1,5 @@
 #!/bin/bash
-# A private Postfix instance on loopback, the reference peer for the smtpbench example:
+# A private Postfix instance on loopback, the reference peer for `hamail-lab bench smtp`:
 #   smtpd on 127.0.0.1:PORT -> local(8) -> one mbox per user in SPOOL (mail_spool_directory),
 #   locking "fcntl, dotlock", mail for USER@bench.test; everything else is refused.
 #

@@ -25,30 +25,28 @@
 //! Run as root (Dovecot drops privileges to a Unix user, `dvbench`):
 //!
 //! ```text
-//! cargo build --release -p hamail-agent --bins --examples
-//! cargo run --release -p hamail-agent --example imapbench -- [--quick] [--messages N] [--keep]
+//! cargo run --release -p hamail-lab -- bench imap [--quick] [--messages N] [--keep]
 //! ```
 //!
 //! `--quick` uses 2,000 messages, 500 per mixed-load user and 3-second mixed runs. The agent
-//! binary is taken from next to this example (`target/release/hamail-agent`); Dovecot is
-//! started by `agent/bench/dovecot-peer.sh` (dovecot-imapd installed with apt-get if missing).
+//! binary is the one next to `hamail-lab` (`target/release/hamail-agent`, built first when
+//! cargo runs the bench); Dovecot is started by `tests/bench/dovecot-peer.sh` (built into the
+//! bench; dovecot-imapd installed with apt-get if missing).
 //! Both servers are stopped and the scratch directory removed at the end (kept with `--keep`).
-
-#[path = "benchlib/mod.rs"]
-mod benchlib;
 
 use std::future::Future;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use base64::Engine;
-use clap::Parser;
 use hamail_storage::mbox::format;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
+
+use super::Process;
 
 const PASSWORD: &str = "benchpass";
 const DOMAIN: &str = "bench.test";
@@ -56,11 +54,11 @@ const DOMAIN: &str = "bench.test";
 const MARKER: &str = "xyzzyquorum";
 /// Timeout of one IMAP command (Dovecot can wait long for an mbox lock).
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
-const DOVECOT_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/dovecot-peer.sh");
+/// `tests/bench/dovecot-peer.sh`, run with `bash -c`.
+const DOVECOT_SCRIPT: &str = include_str!("../../bench/dovecot-peer.sh");
 
-#[derive(Debug, Parser)]
-#[command(about = "IMAP latency and throughput: hamail-agent vs a private Dovecot on one mbox")]
-struct Args {
+#[derive(Debug, clap::Args)]
+pub struct Args {
     /// Smaller mailboxes and shorter mixed runs (2,000 / 500 messages, 3 s).
     #[arg(long)]
     quick: bool,
@@ -154,8 +152,7 @@ impl Server {
     }
 }
 
-fn main() -> Result<()> {
-    let args = Args::parse();
+pub fn main(args: Args) -> Result<()> {
     let plan = Plan::new(&args);
     let dir = scratch_dir(args.dir.as_deref())?;
     let mut lab = Lab::new(dir, &args, plan)?;
@@ -1034,7 +1031,7 @@ struct Lab {
     hamail_port: u16,
     dovecot_port: u16,
     users: Vec<String>,
-    agent: Option<Child>,
+    agent: Option<Process>,
     dovecot_up: bool,
 }
 
@@ -1169,26 +1166,23 @@ max_sessions_per_user = 100
         )
     }
 
-    /// Start the release agent next to this example and wait for `/healthz` = 200.
+    /// Start the release agent and wait for `/healthz` = 200.
     fn start_agent(&mut self) -> Result<()> {
-        self.agent = Some(benchlib::start_agent(
-            &self.dir,
-            &self.config(),
-            self.health_port(),
-        )?);
+        let health = ([127, 0, 0, 1], self.health_port()).into();
+        let agent = Process::agent(&self.dir, &self.config(), health)?;
         eprintln!(
             "hamail-agent pid {} on {}",
-            self.agent.as_ref().map_or(0, Child::id),
+            agent.pid(),
             self.addr(Server::Hamail)
         );
+        self.agent = Some(agent);
         Ok(())
     }
 
     fn start_dovecot(&mut self) -> Result<()> {
         self.dovecot_up = true;
         let status = Command::new("bash")
-            .arg(DOVECOT_SCRIPT)
-            .arg("up")
+            .args(["-c", DOVECOT_SCRIPT, "dovecot-peer.sh", "up"])
             .arg(self.dir.join("dovecot"))
             .arg(self.dovecot_mail())
             .arg(self.dovecot_port.to_string())
@@ -1201,20 +1195,12 @@ max_sessions_per_user = 100
 
     /// Stop the agent (SIGTERM, then SIGKILL) and Dovecot.
     fn stop(&mut self) {
-        if let Some(mut child) = self.agent.take() {
-            // SAFETY: signalling our own child by pid.
-            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(mut agent) = self.agent.take() {
+            agent.stop();
         }
         if std::mem::take(&mut self.dovecot_up) {
             let _ = Command::new("bash")
-                .arg(DOVECOT_SCRIPT)
-                .arg("down")
+                .args(["-c", DOVECOT_SCRIPT, "dovecot-peer.sh", "down"])
                 .arg(self.dir.join("dovecot"))
                 .stdout(Stdio::null())
                 .status();

@@ -17,45 +17,43 @@
 //! Run as root (Postfix drops privileges to the recipient, a real Unix user `pbench`):
 //!
 //! ```text
-//! cargo build --release -p hamail-agent --bins --examples
-//! cargo run --release -p hamail-agent --example smtpbench -- [--quick] [--repeat N] [--dir DIR] [--keep]
+//! cargo run --release -p hamail-lab -- bench smtp [--quick] [--repeat N] [--dir DIR] [--keep]
 //! ```
 //!
 //! Each case runs `--repeat` times (3); the table shows the median and the min-max range,
 //! since a shared machine is noisy and Postfix's rate depends on whether its two local(8)
 //! processes collide on the mbox lock (the loser sleeps `deliver_lock_delay`, 1 s).
-//! `--quick` sends a quarter of the messages. The agent binary is taken from next to this
-//! example (`target/release/hamail-agent`); Postfix is started by `agent/bench/postfix-peer.sh`
+//! `--quick` sends a quarter of the messages. The agent binary is the one next to
+//! `hamail-lab` (`target/release/hamail-agent`, built first when cargo runs the bench);
+//! Postfix is started by `tests/bench/postfix-peer.sh` (built into the bench)
 //! (installed with apt-get if missing). Both servers are stopped and the scratch directory
 //! removed at the end (kept with `--keep`).
-
-#[path = "benchlib/mod.rs"]
-mod benchlib;
 
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use clap::Parser;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
+
+use super::Process;
 
 const HAMAIL_USER: &str = "hbench";
 const POSTFIX_USER: &str = "pbench";
 const DOMAIN: &str = "bench.test";
 const SENDER: &str = "load@remote.test";
 const IDLE_CONNECTIONS: usize = 500;
-const POSTFIX_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/postfix-peer.sh");
+/// `tests/bench/postfix-peer.sh`, run with `bash -c`.
+const POSTFIX_SCRIPT: &str = include_str!("../../bench/postfix-peer.sh");
 
-#[derive(Debug, Parser)]
-#[command(about = "SMTP throughput and memory: hamail-agent vs a private Postfix")]
-struct Args {
+#[derive(Debug, clap::Args)]
+pub struct Args {
     /// Send a quarter of the messages per case.
     #[arg(long)]
     quick: bool,
@@ -146,8 +144,7 @@ impl Row {
     }
 }
 
-fn main() -> Result<()> {
-    let args = Args::parse();
+pub fn main(args: Args) -> Result<()> {
     raise_fd_limit();
     let dir = scratch_dir(args.dir.as_deref())?;
     let mut lab = Lab::new(dir, &args)?;
@@ -597,7 +594,7 @@ struct Lab {
     dir: PathBuf,
     hamail_port: u16,
     postfix_port: u16,
-    agent: Option<Child>,
+    agent: Option<Process>,
     postfix_up: bool,
 }
 
@@ -707,13 +704,10 @@ max_connections_per_ip = 2000
         )
     }
 
-    /// Start the release agent next to this example and wait for `/healthz` = 200.
+    /// Start the release agent and wait for `/healthz` = 200.
     fn start_agent(&mut self) -> Result<()> {
-        self.agent = Some(benchlib::start_agent(
-            &self.dir,
-            &self.config(),
-            self.health_port(),
-        )?);
+        let health = ([127, 0, 0, 1], self.health_port()).into();
+        self.agent = Some(Process::agent(&self.dir, &self.config(), health)?);
         eprintln!(
             "hamail-agent pid {} on {}",
             self.agent_pid()?,
@@ -723,14 +717,13 @@ max_connections_per_ip = 2000
     }
 
     fn agent_pid(&self) -> Result<u32> {
-        Ok(self.agent.as_ref().context("agent not running")?.id())
+        Ok(self.agent.as_ref().context("agent not running")?.pid())
     }
 
     fn start_postfix(&mut self) -> Result<()> {
         self.postfix_up = true;
         let status = Command::new("bash")
-            .arg(POSTFIX_SCRIPT)
-            .arg("up")
+            .args(["-c", POSTFIX_SCRIPT, "postfix-peer.sh", "up"])
             .arg(self.dir.join("postfix"))
             .arg(self.mail_dir())
             .arg(self.postfix_port.to_string())
@@ -744,20 +737,12 @@ max_connections_per_ip = 2000
 
     /// Stop the agent (SIGTERM, then SIGKILL) and Postfix.
     fn stop(&mut self) {
-        if let Some(mut child) = self.agent.take() {
-            // SAFETY: signalling our own child by pid.
-            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(mut agent) = self.agent.take() {
+            agent.stop();
         }
         if std::mem::take(&mut self.postfix_up) {
             let _ = Command::new("bash")
-                .arg(POSTFIX_SCRIPT)
-                .arg("down")
+                .args(["-c", POSTFIX_SCRIPT, "postfix-peer.sh", "down"])
                 .arg(self.dir.join("postfix"))
                 .stdout(Stdio::null())
                 .status();

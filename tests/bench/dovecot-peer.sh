@@ -1,5 +1,5 @@
 #!/bin/bash
-# A private Dovecot 2.3 instance on loopback, the reference peer for the imapbench example:
+# A private Dovecot 2.3 instance on loopback, the reference peer for `hamail-lab bench imap`:
 #   IMAP on 127.0.0.1:PORT (plain LOGIN allowed, no TLS), mbox storage with
 #   `mbox_write_locks = dotlock fcntl`; the INBOX of user U is MBOXDIR/U.
 #

@@ -8,8 +8,10 @@
 //!    cold (no index: full scan) and warm (valid index), fetching one message from the
 //!    middle.
 //!
-//! Usage: cargo run --release -p hamail-storage --example spoolbench -- \
+//! Usage: cargo run --release -p hamail-lab -- bench spool \
 //!          [--dir DIR] [--appends N] [--messages N] [--size BYTES]
+//!
+//! The writer processes are this program again (`bench spool --worker ID COUNT`).
 
 use std::fs::OpenOptions;
 use std::io::{Read, Write};
@@ -20,37 +22,25 @@ use std::time::{Duration, Instant};
 use hamail_storage::mbox::format;
 use hamail_storage::{LockOptions, NewMessage, Spool};
 
-type Res<T> = Result<T, Box<dyn std::error::Error>>;
+type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
-struct Args {
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Where to measure: put it on the filesystem to measure (the NFS mount for NFS).
+    #[arg(long, default_value_os_t = std::env::temp_dir().join("spoolbench"))]
     dir: PathBuf,
+    /// Appends per measurement (4 KB messages).
+    #[arg(long, default_value_t = 4000)]
     appends: usize,
+    /// Messages in the big mailbox.
+    #[arg(long, default_value_t = 100_000)]
     messages: usize,
+    /// Size of each message of the big mailbox, in bytes.
+    #[arg(long, default_value_t = 10_000)]
     size: usize,
-}
-
-fn parse_args() -> Res<(Args, Option<(usize, usize)>)> {
-    let mut a = Args {
-        dir: std::env::temp_dir().join("spoolbench"),
-        appends: 4000,
-        messages: 100_000,
-        size: 10_000,
-    };
-    let mut worker = None;
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        let mut val = || it.next().ok_or(format!("{arg} needs a value"));
-        match arg.as_str() {
-            "--dir" => a.dir = PathBuf::from(val()?),
-            "--appends" => a.appends = val()?.parse()?,
-            "--messages" => a.messages = val()?.parse()?,
-            "--size" => a.size = val()?.parse()?,
-            // Internal: --worker ID COUNT appends COUNT messages and exits.
-            "--worker" => worker = Some((val()?.parse()?, val()?.parse()?)),
-            _ => return Err(format!("unknown argument {arg}").into()),
-        }
-    }
-    Ok((a, worker))
+    /// Internal: append COUNT messages into DIR as writer ID, then exit.
+    #[arg(long, num_args = 2, value_names = ["ID", "COUNT"], hide = true)]
+    worker: Option<Vec<usize>>,
 }
 
 fn body(i: usize, size: usize) -> Vec<u8> {
@@ -105,7 +95,7 @@ fn concurrent_appends(dir: &Path, writers: usize, total: usize) -> Res<f64> {
     let children: Vec<_> = (0..writers)
         .map(|w| {
             Command::new(&exe)
-                .arg("--dir")
+                .args(["bench", "spool", "--dir"])
                 .arg(&sub)
                 .args(["--worker", &w.to_string(), &per.to_string()])
                 .spawn()
@@ -294,10 +284,13 @@ fn big_mailbox(a: &Args) -> Res<()> {
     Ok(())
 }
 
-fn main() -> Res<()> {
-    let (a, worker_args) = parse_args()?;
-    if let Some((id, count)) = worker_args {
-        return worker(&a.dir, id, count);
+pub fn main(a: Args) -> anyhow::Result<()> {
+    run(a).map_err(|e| anyhow::anyhow!(e))
+}
+
+fn run(a: Args) -> Res<()> {
+    if let Some([id, count]) = a.worker.as_deref() {
+        return worker(&a.dir, *id, *count);
     }
     std::fs::create_dir_all(&a.dir)?;
     println!(
