@@ -1019,30 +1019,17 @@ impl Session {
         let mut missing = false;
         let set_seen = plan.sets_seen && !view.read_only;
         let result = (|| -> Result<(), StorageError> {
-            // \Seen is set first under the write lock, which is let go before the
-            // (possibly long) reading, so deliveries are not held up by a big FETCH.
             let mut changed = Vec::new();
-            if set_seen {
-                let mut ws = view.mailbox.write()?;
-                let changes: Vec<(u32, Flags, Vec<String>)> = targets
-                    .iter()
-                    .filter_map(|(_, u)| {
-                        let m = ws.index().by_uid(*u)?;
-                        (!m.flags.contains(Flags::SEEN)).then(|| {
-                            (
-                                *u,
-                                m.flags | Flags::SEEN,
-                                keyword_names(ws.index(), m.keywords),
-                            )
-                        })
-                    })
-                    .collect();
-                if !changes.is_empty() {
-                    ws.set_flags(&changes)?;
-                }
-                changed = changes.iter().map(|c| c.0).collect();
+            let mut rs = view.read()?;
+            // \Seen is set under the write lock, which is let go before the (possibly
+            // long) reading, so deliveries are not held up by a big FETCH. Only taken when
+            // some message lacks \Seen in the index just validated under the read lock;
+            // otherwise setting it is a no-op at that point and the read lock suffices.
+            if set_seen && lacks_seen(rs.index(), &targets) {
+                drop(rs);
+                changed = set_seen_flags(view, &targets)?;
+                rs = view.read()?;
             }
-            let rs = view.read()?;
             // Keywords set meanwhile (here or on another host) are announced first; the
             // FETCH lines may be written straight to `raw`, which goes out before `out`.
             let mut announce = Vec::new();
@@ -1366,6 +1353,37 @@ fn copy_of(index: &Index, m: &hamail_storage::MessageMeta, data: Vec<u8>) -> New
     msg.keywords = keyword_names(index, m.keywords);
     msg.date = m.date;
     msg
+}
+
+/// Whether some of `targets` is in `index` without \Seen.
+fn lacks_seen(index: &Index, targets: &[(u32, u32)]) -> bool {
+    targets.iter().any(|(_, u)| {
+        index
+            .by_uid(*u)
+            .is_some_and(|m| !m.flags.contains(Flags::SEEN))
+    })
+}
+
+/// Set \Seen on those of `targets` that lack it, under the write lock; returns their UIDs.
+fn set_seen_flags(view: &View, targets: &[(u32, u32)]) -> Result<Vec<u32>, StorageError> {
+    let mut ws = view.mailbox.write()?;
+    let changes: Vec<(u32, Flags, Vec<String>)> = targets
+        .iter()
+        .filter_map(|(_, u)| {
+            let m = ws.index().by_uid(*u)?;
+            (!m.flags.contains(Flags::SEEN)).then(|| {
+                (
+                    *u,
+                    m.flags | Flags::SEEN,
+                    keyword_names(ws.index(), m.keywords),
+                )
+            })
+        })
+        .collect();
+    if !changes.is_empty() {
+        ws.set_flags(&changes)?;
+    }
+    Ok(changes.iter().map(|c| c.0).collect())
 }
 
 /// FETCH responses for `targets`; true if some were expunged meanwhile.
