@@ -17,6 +17,7 @@ pub mod format;
 pub mod intent;
 mod pending;
 mod recent;
+pub mod shared;
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -26,6 +27,7 @@ use std::sync::Arc;
 use crate::error::{IoContext, Result, StorageError};
 use crate::index::{self, Flags, Index, MboxStat, MessageMeta, Validity};
 use crate::lock::{LockOptions, ReadLock, WriteLock};
+use shared::SharedIndexes;
 
 /// A message to deliver.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,6 +81,8 @@ pub struct Mailbox {
     /// The user's UIDVALIDITY high-water mark ([`index::validity`]).
     uidvalidity_mark: PathBuf,
     lock: LockOptions,
+    /// Decoded indexes of the spool's mailboxes, shared by its sessions ([`shared`]).
+    shared: Arc<SharedIndexes>,
 }
 
 impl Mailbox {
@@ -87,12 +91,14 @@ impl Mailbox {
         index_base: PathBuf,
         uidvalidity_mark: PathBuf,
         lock: LockOptions,
+        shared: Arc<SharedIndexes>,
     ) -> Mailbox {
         Mailbox {
             mbox,
             index_base,
             uidvalidity_mark,
             lock,
+            shared,
         }
     }
 
@@ -276,8 +282,9 @@ impl Mailbox {
         })
     }
 
-    /// The index from `cache` if the file still has the same header, else from disk
-    /// (refilling `cache`). `None` if there is no usable index file.
+    /// The index from `cache`, or else from the spool's [`shared`] cache, if the file
+    /// still has the same inode and header (read now, under the caller's lock); else from
+    /// disk (refilling both). `None` if there is no usable index file.
     fn load_index(&self, cache: &mut Option<IndexCache>) -> Option<Arc<Index>> {
         let path = self.index_path();
         let (header, ino) = Index::load_header(&path).ok().flatten()?;
@@ -286,12 +293,19 @@ impl Mailbox {
                 return Some(c.index.clone());
             }
         }
+        if let Some(c) = self.shared.get(&path, ino, &header) {
+            let index = c.index.clone();
+            *cache = Some(c);
+            return Some(index);
+        }
         let index = Arc::new(Index::load(&path).ok().flatten()?);
-        *cache = Some(IndexCache {
+        let fresh = IndexCache {
             header,
             ino,
             index: index.clone(),
-        });
+        };
+        self.shared.put(&path, fresh.clone());
+        *cache = Some(fresh);
         Some(index)
     }
 
