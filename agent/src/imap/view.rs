@@ -25,12 +25,23 @@ use imap_types::fetch::MessageDataItem;
 use imap_types::flag::{Flag, FlagFetch, FlagPerm};
 use imap_types::response::{Code, Data, Response};
 
-/// What one message looked like to the client.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What one message looked like to the client: its system flags and its keywords as bits
+/// of [`View::keywords`] (the list the client was last told, which is the index's list
+/// whenever the view compares with an index). Plain data, so that a view of a large
+/// mailbox is built, compared and dropped without a heap allocation per message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Known {
     flags: Flags,
-    keywords: Vec<String>,
+    keywords: u64,
 }
+
+/// A [`Known`] that equals no message's state: the client was told a keyword the
+/// mailbox's list no longer has, so the next sync must send the message's flags again.
+/// (`HIDDEN` is never part of a [`Known`] made from an index.)
+const STALE: Known = Known {
+    flags: Flags::HIDDEN,
+    keywords: 0,
+};
 
 /// A selected mailbox.
 #[derive(Debug)]
@@ -111,9 +122,11 @@ impl View {
         };
         let max = index.visible().map(|m| m.uid).max().unwrap_or(0);
         let first_recent = view.recent_from(max)?;
+        view.uids.reserve_exact(index.messages.len());
+        view.known.reserve_exact(index.messages.len());
         for m in index.visible() {
             view.uids.push(m.uid);
-            view.known.push(known(index, m.flags, m.keywords));
+            view.known.push(known(m.flags, m.keywords));
             if m.uid >= first_recent {
                 view.recent.insert(m.uid);
             }
@@ -156,7 +169,22 @@ impl View {
     pub fn set_known(&mut self, uid: u32, flags: Flags, keywords: Vec<String>) {
         // Our own change: the next sync must compare (the stamp moved anyway).
         if let Ok(i) = self.uids.binary_search(&uid) {
-            self.known[i] = Known { flags, keywords };
+            let mut bits = 0u64;
+            for k in &keywords {
+                match self.keywords.iter().position(|x| x == k) {
+                    Some(b) if b < 64 => bits |= 1 << b,
+                    // Not in the list the client has (callers announce first): compare
+                    // as changed next time rather than forget it.
+                    _ => {
+                        self.known[i] = STALE;
+                        return;
+                    }
+                }
+            }
+            self.known[i] = Known {
+                flags: Flags(flags.0 & !Flags::HIDDEN.0),
+                keywords: bits,
+            };
         }
     }
 
@@ -183,13 +211,14 @@ impl View {
                 .filter(|m| !m.flags.contains(Flags::HIDDEN))
             {
                 Some(m) => {
-                    let now = known(index, m.flags, m.keywords);
+                    // `announce_keywords` made our list the index's: same bits.
+                    let now = known(m.flags, m.keywords);
                     if now != self.known[i] {
                         let recent = self.recent.contains(uid);
                         out.push(flags_response(
                             i as u32 + 1,
                             now.flags,
-                            &now.keywords,
+                            &keyword_strings(index, m.keywords),
                             recent,
                             None,
                         ));
@@ -221,7 +250,7 @@ impl View {
         let new: Vec<_> = index
             .visible()
             .filter(|m| m.uid > last)
-            .map(|m| (m.uid, known(index, m.flags, m.keywords)))
+            .map(|m| (m.uid, known(m.flags, m.keywords)))
             .collect();
         if !new.is_empty() {
             let max = new.last().map_or(0, |(uid, _)| *uid);
@@ -248,8 +277,36 @@ impl View {
         if index.keywords == self.keywords {
             return;
         }
+        self.remap_known(&index.keywords);
         self.keywords = index.keywords.clone();
         out.extend(flags_responses(&self.keywords, self.read_only));
+    }
+
+    /// Re-express the known keyword bits in terms of the list `to` (about to become
+    /// ours); a message known with a keyword `to` lacks becomes [`STALE`].
+    fn remap_known(&mut self, to: &[String]) {
+        let map: Vec<Option<usize>> = self
+            .keywords
+            .iter()
+            .map(|k| to.iter().position(|x| x == k).filter(|&b| b < 64))
+            .collect();
+        for k in self.known.iter_mut().filter(|k| k.keywords != 0) {
+            let mut bits = 0u64;
+            for (old, new) in map.iter().enumerate() {
+                if k.keywords & (1 << old) != 0 {
+                    match new {
+                        Some(b) => bits |= 1 << b,
+                        None => {
+                            *k = STALE;
+                            break;
+                        }
+                    }
+                }
+            }
+            if *k != STALE {
+                k.keywords = bits;
+            }
+        }
     }
 
     /// The first UID that is \Recent for this session: read-write sessions claim every
@@ -262,15 +319,20 @@ impl View {
     }
 }
 
-fn known(index: &Index, flags: Flags, keywords: u64) -> Known {
+/// A message's state as the client is told it, the bits relative to the index's list.
+fn known(flags: Flags, keywords: u64) -> Known {
     Known {
         flags: Flags(flags.0 & !Flags::HIDDEN.0),
-        keywords: index
-            .keyword_names(keywords)
-            .into_iter()
-            .map(str::to_string)
-            .collect(),
+        keywords,
     }
+}
+
+fn keyword_strings(index: &Index, bits: u64) -> Vec<String> {
+    index
+        .keyword_names(bits)
+        .into_iter()
+        .map(str::to_string)
+        .collect()
 }
 
 /// `* FLAGS (...)` and `* OK [PERMANENTFLAGS (...)]` for a mailbox with these keywords:
@@ -368,5 +430,81 @@ pub fn fetch_response(seq: u32, items: Vec<MessageDataItem<'static>>) -> Respons
             seq,
             items: Vec1::from(MessageDataItem::Flags(Vec::new())),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hamail_storage::mbox::NewMessage;
+    use hamail_storage::{LockOptions, Spool};
+
+    fn fetched(out: &[Response<'static>]) -> Vec<u32> {
+        out.iter()
+            .filter_map(|r| match r {
+                Response::Data(Data::Fetch { seq, .. }) => Some(seq.get()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn announced(out: &[Response<'static>]) -> bool {
+        out.iter()
+            .any(|r| matches!(r, Response::Data(Data::Flags(_))))
+    }
+
+    #[test]
+    fn keyword_changes_reach_the_client_as_bits_of_its_own_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path(), LockOptions::default()).unwrap();
+        let mbox = spool.inbox("u").unwrap();
+        let msgs: Vec<NewMessage> = (0..3)
+            .map(|i| NewMessage::new("a@b", format!("Subject: {i}\n\nbody\n").into_bytes()))
+            .collect();
+        mbox.append(&msgs).unwrap();
+        mbox.write()
+            .unwrap()
+            .set_flags(&[(1, Flags::SEEN, vec!["$A".into()])])
+            .unwrap();
+        let index = mbox.read().unwrap().index().clone();
+        let mut view = View::open(mbox.clone(), "INBOX".into(), false, &index).unwrap();
+        let mut out = Vec::new();
+
+        // Another session adds $B to message 2 and takes $A from message 1.
+        mbox.write()
+            .unwrap()
+            .set_flags(&[
+                (1, Flags::SEEN, vec![]),
+                (2, Flags::empty(), vec!["$B".into()]),
+            ])
+            .unwrap();
+        let index = mbox.read().unwrap().index().clone();
+        view.sync(&index, Expunges::Announce, &mut out).unwrap();
+        assert!(announced(&out), "$B is announced before use");
+        assert_eq!(fetched(&out), vec![1, 2]);
+
+        // The same states under a list in another order: nothing to tell but the list.
+        let mut reordered = index.clone();
+        reordered.keywords.reverse();
+        for m in &mut reordered.messages {
+            m.keywords = (m.keywords & 1) << 1 | (m.keywords & 2) >> 1;
+        }
+        reordered.generation += 1;
+        out.clear();
+        view.sync(&reordered, Expunges::Announce, &mut out).unwrap();
+        assert!(announced(&out));
+        assert_eq!(fetched(&out), Vec::<u32>::new());
+
+        // A keyword the client was told outside the list: compared as changed next time.
+        view.set_known(3, Flags::empty(), vec!["$Other".into()]);
+        let mut bumped = reordered.clone();
+        bumped.generation += 1;
+        out.clear();
+        view.sync(&bumped, Expunges::Announce, &mut out).unwrap();
+        assert_eq!(fetched(&out), vec![3]);
+        out.clear();
+        bumped.generation += 1;
+        view.sync(&bumped, Expunges::Announce, &mut out).unwrap();
+        assert!(out.is_empty());
     }
 }
