@@ -24,6 +24,7 @@ use imap_types::core::Vec1;
 use imap_types::fetch::MessageDataItem;
 use imap_types::flag::{Flag, FlagFetch, FlagPerm};
 use imap_types::response::{Code, Data, Response};
+use imap_types::sequence::{Sequence, SequenceSet};
 
 /// What one message looked like to the client: its system flags and its keywords as bits
 /// of [`View::keywords`] (the list the client was last told, which is the index's list
@@ -142,6 +143,48 @@ impl View {
     /// Open the mailbox for reading, reusing the index read last time if unchanged.
     pub fn read(&mut self) -> Result<hamail_storage::mbox::ReadSession, StorageError> {
         self.mailbox.read_cached(&mut self.cache)
+    }
+
+    /// `(seq, uid)` of the messages `set` names (UIDs with `uid`), in order, each once.
+    /// Each range of the set is found by arithmetic (message numbers) or binary search
+    /// (UIDs), so naming one message of a large mailbox costs no pass over all of them.
+    pub fn resolve(&self, set: &SequenceSet, uid: bool) -> Vec<(u32, u32)> {
+        let largest = if uid {
+            self.uids.last().copied().unwrap_or(0)
+        } else {
+            self.exists()
+        };
+        let Some(largest) = NonZeroU32::new(largest) else {
+            return Vec::new();
+        };
+        let n = self.uids.len();
+        let mut positions: Vec<usize> = Vec::new();
+        for s in set.0.as_ref() {
+            let (a, b) = match s {
+                Sequence::Single(x) => (x.expand(largest).get(), x.expand(largest).get()),
+                Sequence::Range(a, b) => {
+                    let (a, b) = (a.expand(largest).get(), b.expand(largest).get());
+                    (a.min(b), a.max(b))
+                }
+            };
+            let (lo, hi) = if uid {
+                (
+                    self.uids.partition_point(|u| *u < a),
+                    self.uids.partition_point(|u| *u <= b),
+                )
+            } else {
+                ((a as usize - 1).min(n), (b as usize).min(n))
+            };
+            positions.extend(lo..hi);
+        }
+        if set.0.as_ref().len() > 1 {
+            positions.sort_unstable();
+            positions.dedup();
+        }
+        positions
+            .into_iter()
+            .map(|i| (i as u32 + 1, self.uids[i]))
+            .collect()
     }
 
     pub fn exists(&self) -> u32 {
@@ -451,6 +494,62 @@ mod tests {
     fn announced(out: &[Response<'static>]) -> bool {
         out.iter()
             .any(|r| matches!(r, Response::Data(Data::Flags(_))))
+    }
+
+    #[test]
+    fn resolve_names_what_the_set_contains() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path(), LockOptions::default()).unwrap();
+        let mbox = spool.inbox("u").unwrap();
+        let msgs: Vec<NewMessage> = (0..12)
+            .map(|i| NewMessage::new("a@b", format!("Subject: {i}\n\nbody\n").into_bytes()))
+            .collect();
+        mbox.append(&msgs).unwrap();
+        // Gaps in the UIDs: 1, 2, 4, 5, 8, 9, 10, 11, 12.
+        mbox.write().unwrap().expunge(&[3, 6, 7]).unwrap();
+        let index = mbox.read().unwrap().index().clone();
+        let view = View::open(mbox.clone(), "INBOX".into(), true, &index).unwrap();
+        // The definition: every message tested against the set.
+        let naive = |set: &SequenceSet, uid: bool| -> Vec<(u32, u32)> {
+            let largest = if uid { 12 } else { 9 };
+            let largest = NonZeroU32::new(largest).unwrap();
+            view.uids
+                .iter()
+                .enumerate()
+                .map(|(i, u)| (i as u32 + 1, *u))
+                .filter(|(seq, u)| {
+                    crate::imap::session::set_contains(set, if uid { *u } else { *seq }, largest)
+                })
+                .collect()
+        };
+        for text in [
+            "1",
+            "9",
+            "10",
+            "*",
+            "1:*",
+            "*:1",
+            "3",
+            "3:7",
+            "7:3",
+            "6:7",
+            "13:*",
+            "20",
+            "2,4,2",
+            "5:*,1:3,4",
+            "12:10,1",
+            "6,7,3:3",
+            "*,1",
+        ] {
+            let set = SequenceSet::try_from(text).unwrap();
+            for uid in [false, true] {
+                assert_eq!(
+                    view.resolve(&set, uid),
+                    naive(&set, uid),
+                    "{text} uid={uid}"
+                );
+            }
+        }
     }
 
     #[test]
