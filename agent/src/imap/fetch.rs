@@ -143,7 +143,7 @@ fn section_bytes(msg: &[u8], section: Option<&Section<'_>>) -> Vec<u8> {
 
 /// A literal; NUL (not allowed in IMAP literals) becomes 0x80 as in Dovecot.
 pub fn nstring(bytes: &[u8]) -> NString<'static> {
-    let data: Vec<u8> = if bytes.contains(&0) {
+    let data: Vec<u8> = if memchr::memchr(0, bytes).is_some() {
         bytes
             .iter()
             .map(|&b| if b == 0 { 0x80 } else { b })
@@ -151,10 +151,9 @@ pub fn nstring(bytes: &[u8]) -> NString<'static> {
     } else {
         bytes.to_vec()
     };
-    match Literal::try_from(data) {
-        Ok(l) => NString(Some(IString::Literal(l))),
-        Err(_) => NString(None),
-    }
+    // NUL is the only byte a literal may not carry (`Literal::validate`), and there is
+    // none left: no second scan of a possibly large message.
+    NString(Some(IString::Literal(Literal::unvalidated(data))))
 }
 
 /// INTERNALDATE in UTC.
@@ -222,17 +221,20 @@ pub fn write_fast(
     out.extend_from_slice(b")\r\n");
 }
 
-/// The spool's LF form to the CRLF form (bare LF only; existing CRLF is kept).
+/// The spool's LF form to the CRLF form (bare LF only; existing CRLF is kept). Copies
+/// line by line (memchr), not byte by byte.
 pub fn to_crlf(data: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(data.len() + data.len() / 30);
-    let mut prev = 0u8;
-    for &b in data {
-        if b == b'\n' && prev != b'\r' {
-            out.push(b'\r');
+    let mut start = 0;
+    for lf in memchr::memchr_iter(b'\n', data) {
+        if lf > 0 && data[lf - 1] == b'\r' {
+            continue;
         }
-        out.push(b);
-        prev = b;
+        out.extend_from_slice(&data[start..lf]);
+        out.extend_from_slice(b"\r\n");
+        start = lf + 1;
     }
+    out.extend_from_slice(&data[start..]);
     out
 }
 
@@ -293,6 +295,32 @@ mod tests {
     #[test]
     fn crlf_conversion() {
         assert_eq!(to_crlf(b"a\nb\r\nc\n"), b"a\r\nb\r\nc\r\n");
+        // Against the byte-by-byte definition, on inputs made of the bytes that matter.
+        let naive = |data: &[u8]| {
+            let mut out = Vec::new();
+            let mut prev = 0u8;
+            for &b in data {
+                if b == b'\n' && prev != b'\r' {
+                    out.push(b'\r');
+                }
+                out.push(b);
+                prev = b;
+            }
+            out
+        };
+        let mut rng = fastrand::Rng::with_seed(7);
+        for len in 0..200 {
+            let data: Vec<u8> = (0..len).map(|_| b"\r\nab"[rng.usize(..4)]).collect();
+            assert_eq!(to_crlf(&data), naive(&data), "{data:?}");
+        }
+    }
+
+    #[test]
+    fn nul_becomes_0x80_in_literals() {
+        let NString(Some(IString::Literal(l))) = nstring(b"a\0b") else {
+            panic!("not a literal");
+        };
+        assert_eq!(l.data(), b"a\x80b");
     }
 
     #[test]
