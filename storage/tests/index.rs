@@ -303,6 +303,12 @@ fn shared_indexes_never_hide_a_change_made_elsewhere() {
     assert_eq!(flags(&host2), vec![(1, flagged), (2, seen), (3, 0)]);
     assert_eq!(flags(&host1), flags(&host2));
 
+    // Setting flags a message already has writes nothing (no new generation).
+    let idx = root.join("index/dave/INBOX.idx");
+    let before = std::fs::read(&idx).unwrap();
+    store(&host2, 2, Flags::SEEN);
+    assert_eq!(std::fs::read(&idx).unwrap(), before);
+
     // Mail appended by another program, then an expunge on host 2.
     raw_append(
         root,

@@ -262,6 +262,12 @@ impl Index {
         Ok(index)
     }
 
+    /// Whether something changed since the index was read or last saved (flags of a
+    /// message, or messages added).
+    pub(crate) fn has_unsaved_changes(&self) -> bool {
+        self.persisted != self.messages.len() || !self.dirty.is_empty()
+    }
+
     /// Whether [`Index::save`] writes into the existing file (else it writes a new file
     /// and renames it into place).
     pub(crate) fn saves_in_place(&self) -> bool {
@@ -272,7 +278,7 @@ impl Index {
     /// is saved and reading the file back gives exactly this index (every keyword fits
     /// the header's list as a non-empty name): what a cache may key it by.
     pub(crate) fn saved_header(&self) -> Option<Vec<u8>> {
-        let saved = self.persisted == self.messages.len() && self.dirty.is_empty();
+        let saved = !self.has_unsaved_changes();
         let representable = self
             .keywords
             .iter()

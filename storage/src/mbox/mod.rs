@@ -418,6 +418,7 @@ impl WriteSession {
     /// Set flags and keywords of the messages with the given UIDs (durable on return).
     pub fn set_flags(&mut self, changes: &[(u32, Flags, Vec<String>)]) -> Result<()> {
         self.check_usable()?;
+        let keywords_before = self.index.keywords.len();
         for (uid, flags, keywords) in changes {
             let pos = self
                 .index
@@ -436,6 +437,11 @@ impl WriteSession {
             }
             let hidden = self.index.messages[pos].flags.0 & Flags::HIDDEN.0;
             self.index.set_flags(pos, Flags(flags.0 | hidden), bits);
+        }
+        if self.index.keywords.len() == keywords_before && !self.index.has_unsaved_changes() {
+            // Every message already had these flags (a repeated \Seen, say): nothing to
+            // write, and no new generation to send every session back to the file.
+            return Ok(());
         }
         let path = self.mailbox.index_path();
         // Flags are not fsynced (as in Dovecot's default): a power cut may lose the last
