@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{IoContext, Result, StorageError};
 use crate::lock::LockOptions;
+use crate::mbox::shared::SharedIndexes;
 use crate::mbox::{Appended, Mailbox, NewMessage};
 use crate::queue::Queue;
 
@@ -61,6 +62,8 @@ const UIDVALIDITY_MARK: &str = ".uidvalidity";
 pub struct Spool {
     root: PathBuf,
     lock: LockOptions,
+    /// Decoded indexes, shared by every mailbox session of this spool and its clones.
+    indexes: std::sync::Arc<SharedIndexes>,
 }
 
 impl Spool {
@@ -71,7 +74,11 @@ impl Spool {
             let dir = root.join(sub);
             std::fs::create_dir_all(&dir).at(&dir)?;
         }
-        Ok(Spool { root, lock })
+        Ok(Spool {
+            root,
+            lock,
+            indexes: Default::default(),
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -91,6 +98,7 @@ impl Spool {
             index_dir.join("INBOX"),
             index_dir.join(UIDVALIDITY_MARK),
             self.lock.clone(),
+            self.indexes.clone(),
         ))
     }
 
@@ -108,6 +116,7 @@ impl Spool {
             index_dir.join(name),
             index_dir.join(UIDVALIDITY_MARK),
             self.lock.clone(),
+            self.indexes.clone(),
         ))
     }
 

@@ -279,3 +279,73 @@ fn every_index_state_after_an_expunge_has_its_own_generation() {
         .unwrap();
     assert_ne!(ws.index().generation, after_expunge);
 }
+
+/// Decoded indexes are shared between the sessions of one `Spool` (one agent); two
+/// `Spool`s on one directory play two hosts. Whatever one host or program changes,
+/// the other's next session sees, however warm its cache.
+#[test]
+fn shared_indexes_never_hide_a_change_made_elsewhere() {
+    use hamail_storage::Flags;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let host1 = Spool::open(root, LockOptions::default()).unwrap();
+    let host2 = Spool::open(root, LockOptions::default()).unwrap();
+    let msgs: Vec<NewMessage> = ["one", "two", "three"]
+        .iter()
+        .map(|s| NewMessage::new("a@b", message(s)))
+        .collect();
+    host1.inbox("dave").unwrap().append(&msgs).unwrap();
+    let flags = |spool: &Spool| -> Vec<(u32, u32)> {
+        let rs = spool.inbox("dave").unwrap().read().unwrap();
+        rs.index()
+            .messages
+            .iter()
+            .map(|m| (m.uid, m.flags.0))
+            .collect()
+    };
+    let seen = Flags::SEEN.0;
+    let flagged = Flags::FLAGGED.0;
+    assert_eq!(flags(&host1), vec![(1, 0), (2, 0), (3, 0)]);
+    assert_eq!(flags(&host2), vec![(1, 0), (2, 0), (3, 0)]);
+
+    // A flag change on host 2 reaches host 1's warm cache, and back.
+    let store = |spool: &Spool, uid: u32, f: Flags| {
+        let mut ws = spool.inbox("dave").unwrap().write().unwrap();
+        ws.set_flags(&[(uid, f, vec!["$K".to_string()])]).unwrap();
+    };
+    store(&host2, 2, Flags::SEEN);
+    assert_eq!(flags(&host1), vec![(1, 0), (2, seen), (3, 0)]);
+    store(&host1, 1, Flags::FLAGGED);
+    assert_eq!(flags(&host2), vec![(1, flagged), (2, seen), (3, 0)]);
+    assert_eq!(flags(&host1), flags(&host2));
+
+    // Setting flags a message already has writes nothing (no new generation).
+    let idx = root.join("index/dave/INBOX.idx");
+    let before = std::fs::read(&idx).unwrap();
+    store(&host2, 2, Flags::SEEN);
+    assert_eq!(std::fs::read(&idx).unwrap(), before);
+
+    // Mail appended by another program, then an expunge on host 2.
+    raw_append(
+        root,
+        "dave",
+        b"From postfix@example.test  Mon Jan  1 00:00:00 2024\nSubject: four\n\nbody\n\n",
+    );
+    assert_eq!(flags(&host1).len(), 4);
+    host2
+        .inbox("dave")
+        .unwrap()
+        .write()
+        .unwrap()
+        .expunge(&[1])
+        .unwrap();
+    assert_eq!(flags(&host1), vec![(2, seen), (3, 0), (4, 0)]);
+    store(&host1, 3, Flags::SEEN);
+    assert_eq!(flags(&host2), vec![(2, seen), (3, seen), (4, 0)]);
+    let rs = host2.inbox("dave").unwrap().read().unwrap();
+    assert_eq!(
+        rs.index()
+            .keyword_names(rs.index().by_uid(3).unwrap().keywords),
+        vec!["$K"]
+    );
+}

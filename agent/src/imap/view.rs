@@ -25,13 +25,25 @@ use imap_types::core::Vec1;
 use imap_types::fetch::MessageDataItem;
 use imap_types::flag::{Flag, FlagFetch, FlagPerm};
 use imap_types::response::{Code, Data, Response};
+use imap_types::sequence::{Sequence, SequenceSet};
 
-/// What one message looked like to the client.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What one message looked like to the client: its system flags and its keywords as bits
+/// of [`View::keywords`] (the list the client was last told, which is the index's list
+/// whenever the view compares with an index). Plain data, so that a view of a large
+/// mailbox is built, compared and dropped without a heap allocation per message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Known {
     flags: Flags,
-    keywords: Vec<String>,
+    keywords: u64,
 }
+
+/// A [`Known`] that equals no message's state: the client was told a keyword the
+/// mailbox's list no longer has, so the next sync must send the message's flags again.
+/// (`HIDDEN` is never part of a [`Known`] made from an index.)
+const STALE: Known = Known {
+    flags: Flags::HIDDEN,
+    keywords: 0,
+};
 
 /// A selected mailbox.
 #[derive(Debug)]
@@ -112,9 +124,11 @@ impl View {
         };
         let max = index.visible().map(|m| m.uid).max().unwrap_or(0);
         let first_recent = view.recent_from(max)?;
+        view.uids.reserve_exact(index.messages.len());
+        view.known.reserve_exact(index.messages.len());
         for m in index.visible() {
             view.uids.push(m.uid);
-            view.known.push(known(index, m.flags, m.keywords));
+            view.known.push(known(m.flags, m.keywords));
             if m.uid >= first_recent {
                 view.recent.insert(m.uid);
             }
@@ -127,9 +141,9 @@ impl View {
         self.cache = cache;
     }
 
-    /// Open the mailbox for reading, reusing the index read last time if unchanged.
-    /// The mailbox under its read lock, checked to be the one the client knows: a
-    /// mailbox recreated under the session (new UIDVALIDITY) is never read by the old UIDs.
+    /// The mailbox under its read lock, reusing the index read last time if unchanged, and
+    /// checked to be the one the client knows: a mailbox recreated under the session (new
+    /// UIDVALIDITY) is never read by the old UIDs.
     pub fn read(&mut self) -> Result<hamail_storage::mbox::ReadSession, CmdError> {
         let rs = self.mailbox.read_cached(&mut self.cache)?;
         self.check(rs.index())?;
@@ -149,6 +163,48 @@ impl View {
             return Err(ValidityChanged);
         }
         Ok(())
+    }
+
+    /// `(seq, uid)` of the messages `set` names (UIDs with `uid`), in order, each once.
+    /// Each range of the set is found by arithmetic (message numbers) or binary search
+    /// (UIDs), so naming one message of a large mailbox costs no pass over all of them.
+    pub fn resolve(&self, set: &SequenceSet, uid: bool) -> Vec<(u32, u32)> {
+        let largest = if uid {
+            self.uids.last().copied().unwrap_or(0)
+        } else {
+            self.exists()
+        };
+        let Some(largest) = NonZeroU32::new(largest) else {
+            return Vec::new();
+        };
+        let n = self.uids.len();
+        let mut positions: Vec<usize> = Vec::new();
+        for s in set.0.as_ref() {
+            let (a, b) = match s {
+                Sequence::Single(x) => (x.expand(largest).get(), x.expand(largest).get()),
+                Sequence::Range(a, b) => {
+                    let (a, b) = (a.expand(largest).get(), b.expand(largest).get());
+                    (a.min(b), a.max(b))
+                }
+            };
+            let (lo, hi) = if uid {
+                (
+                    self.uids.partition_point(|u| *u < a),
+                    self.uids.partition_point(|u| *u <= b),
+                )
+            } else {
+                ((a as usize - 1).min(n), (b as usize).min(n))
+            };
+            positions.extend(lo..hi);
+        }
+        if set.0.as_ref().len() > 1 {
+            positions.sort_unstable();
+            positions.dedup();
+        }
+        positions
+            .into_iter()
+            .map(|i| (i as u32 + 1, self.uids[i]))
+            .collect()
     }
 
     pub fn exists(&self) -> u32 {
@@ -176,7 +232,22 @@ impl View {
     pub fn set_known(&mut self, uid: u32, flags: Flags, keywords: Vec<String>) {
         // Our own change: the next sync must compare (the stamp moved anyway).
         if let Ok(i) = self.uids.binary_search(&uid) {
-            self.known[i] = Known { flags, keywords };
+            let mut bits = 0u64;
+            for k in &keywords {
+                match self.keywords.iter().position(|x| x == k) {
+                    Some(b) if b < 64 => bits |= 1 << b,
+                    // Not in the list the client has (callers announce first): compare
+                    // as changed next time rather than forget it.
+                    _ => {
+                        self.known[i] = STALE;
+                        return;
+                    }
+                }
+            }
+            self.known[i] = Known {
+                flags: Flags(flags.0 & !Flags::HIDDEN.0),
+                keywords: bits,
+            };
         }
     }
 
@@ -201,13 +272,14 @@ impl View {
                 .filter(|m| !m.flags.contains(Flags::HIDDEN))
             {
                 Some(m) => {
-                    let now = known(index, m.flags, m.keywords);
+                    // `announce_keywords` made our list the index's: same bits.
+                    let now = known(m.flags, m.keywords);
                     if now != self.known[i] {
                         let recent = self.recent.contains(uid);
                         out.push(flags_response(
                             i as u32 + 1,
                             now.flags,
-                            &now.keywords,
+                            &keyword_strings(index, m.keywords),
                             recent,
                             None,
                         ));
@@ -239,7 +311,7 @@ impl View {
         let new: Vec<_> = index
             .visible()
             .filter(|m| m.uid > last)
-            .map(|m| (m.uid, known(index, m.flags, m.keywords)))
+            .map(|m| (m.uid, known(m.flags, m.keywords)))
             .collect();
         if !new.is_empty() {
             let max = new.last().map_or(0, |(uid, _)| *uid);
@@ -266,8 +338,36 @@ impl View {
         if index.keywords == self.keywords {
             return;
         }
+        self.remap_known(&index.keywords);
         self.keywords = index.keywords.clone();
         out.extend(flags_responses(&self.keywords, self.read_only));
+    }
+
+    /// Re-express the known keyword bits in terms of the list `to` (about to become
+    /// ours); a message known with a keyword `to` lacks becomes [`STALE`].
+    fn remap_known(&mut self, to: &[String]) {
+        let map: Vec<Option<usize>> = self
+            .keywords
+            .iter()
+            .map(|k| to.iter().position(|x| x == k).filter(|&b| b < 64))
+            .collect();
+        for k in self.known.iter_mut().filter(|k| k.keywords != 0) {
+            let mut bits = 0u64;
+            for (old, new) in map.iter().enumerate() {
+                if k.keywords & (1 << old) != 0 {
+                    match new {
+                        Some(b) => bits |= 1 << b,
+                        None => {
+                            *k = STALE;
+                            break;
+                        }
+                    }
+                }
+            }
+            if *k != STALE {
+                k.keywords = bits;
+            }
+        }
     }
 
     /// The first UID that is \Recent for this session: read-write sessions claim every
@@ -280,15 +380,20 @@ impl View {
     }
 }
 
-fn known(index: &Index, flags: Flags, keywords: u64) -> Known {
+/// A message's state as the client is told it, the bits relative to the index's list.
+fn known(flags: Flags, keywords: u64) -> Known {
     Known {
         flags: Flags(flags.0 & !Flags::HIDDEN.0),
-        keywords: index
-            .keyword_names(keywords)
-            .into_iter()
-            .map(str::to_string)
-            .collect(),
+        keywords,
     }
+}
+
+fn keyword_strings(index: &Index, bits: u64) -> Vec<String> {
+    index
+        .keyword_names(bits)
+        .into_iter()
+        .map(str::to_string)
+        .collect()
 }
 
 /// `* FLAGS (...)` and `* OK [PERMANENTFLAGS (...)]` for a mailbox with these keywords:
@@ -386,5 +491,137 @@ pub fn fetch_response(seq: u32, items: Vec<MessageDataItem<'static>>) -> Respons
             seq,
             items: Vec1::from(MessageDataItem::Flags(Vec::new())),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hamail_storage::mbox::NewMessage;
+    use hamail_storage::{LockOptions, Spool};
+
+    fn fetched(out: &[Response<'static>]) -> Vec<u32> {
+        out.iter()
+            .filter_map(|r| match r {
+                Response::Data(Data::Fetch { seq, .. }) => Some(seq.get()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn announced(out: &[Response<'static>]) -> bool {
+        out.iter()
+            .any(|r| matches!(r, Response::Data(Data::Flags(_))))
+    }
+
+    #[test]
+    fn resolve_names_what_the_set_contains() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path(), LockOptions::default()).unwrap();
+        let mbox = spool.inbox("u").unwrap();
+        let msgs: Vec<NewMessage> = (0..12)
+            .map(|i| NewMessage::new("a@b", format!("Subject: {i}\n\nbody\n").into_bytes()))
+            .collect();
+        mbox.append(&msgs).unwrap();
+        // Gaps in the UIDs: 1, 2, 4, 5, 8, 9, 10, 11, 12.
+        mbox.write().unwrap().expunge(&[3, 6, 7]).unwrap();
+        let index = mbox.read().unwrap().index().clone();
+        let view = View::open(mbox.clone(), "INBOX".into(), true, &index).unwrap();
+        // The definition: every message tested against the set.
+        let naive = |set: &SequenceSet, uid: bool| -> Vec<(u32, u32)> {
+            let largest = if uid { 12 } else { 9 };
+            let largest = NonZeroU32::new(largest).unwrap();
+            view.uids
+                .iter()
+                .enumerate()
+                .map(|(i, u)| (i as u32 + 1, *u))
+                .filter(|(seq, u)| {
+                    crate::imap::cmd::set_contains(set, if uid { *u } else { *seq }, largest)
+                })
+                .collect()
+        };
+        for text in [
+            "1",
+            "9",
+            "10",
+            "*",
+            "1:*",
+            "*:1",
+            "3",
+            "3:7",
+            "7:3",
+            "6:7",
+            "13:*",
+            "20",
+            "2,4,2",
+            "5:*,1:3,4",
+            "12:10,1",
+            "6,7,3:3",
+            "*,1",
+        ] {
+            let set = SequenceSet::try_from(text).unwrap();
+            for uid in [false, true] {
+                assert_eq!(
+                    view.resolve(&set, uid),
+                    naive(&set, uid),
+                    "{text} uid={uid}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn keyword_changes_reach_the_client_as_bits_of_its_own_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path(), LockOptions::default()).unwrap();
+        let mbox = spool.inbox("u").unwrap();
+        let msgs: Vec<NewMessage> = (0..3)
+            .map(|i| NewMessage::new("a@b", format!("Subject: {i}\n\nbody\n").into_bytes()))
+            .collect();
+        mbox.append(&msgs).unwrap();
+        mbox.write()
+            .unwrap()
+            .set_flags(&[(1, Flags::SEEN, vec!["$A".into()])])
+            .unwrap();
+        let index = mbox.read().unwrap().index().clone();
+        let mut view = View::open(mbox.clone(), "INBOX".into(), false, &index).unwrap();
+        let mut out = Vec::new();
+
+        // Another session adds $B to message 2 and takes $A from message 1.
+        mbox.write()
+            .unwrap()
+            .set_flags(&[
+                (1, Flags::SEEN, vec![]),
+                (2, Flags::empty(), vec!["$B".into()]),
+            ])
+            .unwrap();
+        let index = mbox.read().unwrap().index().clone();
+        view.sync(&index, Expunges::Announce, &mut out).unwrap();
+        assert!(announced(&out), "$B is announced before use");
+        assert_eq!(fetched(&out), vec![1, 2]);
+
+        // The same states under a list in another order: nothing to tell but the list.
+        let mut reordered = index.clone();
+        reordered.keywords.reverse();
+        for m in &mut reordered.messages {
+            m.keywords = (m.keywords & 1) << 1 | (m.keywords & 2) >> 1;
+        }
+        reordered.generation += 1;
+        out.clear();
+        view.sync(&reordered, Expunges::Announce, &mut out).unwrap();
+        assert!(announced(&out));
+        assert_eq!(fetched(&out), Vec::<u32>::new());
+
+        // A keyword the client was told outside the list: compared as changed next time.
+        view.set_known(3, Flags::empty(), vec!["$Other".into()]);
+        let mut bumped = reordered.clone();
+        bumped.generation += 1;
+        out.clear();
+        view.sync(&bumped, Expunges::Announce, &mut out).unwrap();
+        assert_eq!(fetched(&out), vec![3]);
+        out.clear();
+        bumped.generation += 1;
+        view.sync(&bumped, Expunges::Announce, &mut out).unwrap();
+        assert!(out.is_empty());
     }
 }

@@ -262,6 +262,31 @@ impl Index {
         Ok(index)
     }
 
+    /// Whether something changed since the index was read or last saved (flags of a
+    /// message, or messages added).
+    pub(crate) fn has_unsaved_changes(&self) -> bool {
+        self.persisted != self.messages.len() || !self.dirty.is_empty()
+    }
+
+    /// Whether [`Index::save`] writes into the existing file (else it writes a new file
+    /// and renames it into place).
+    pub(crate) fn saves_in_place(&self) -> bool {
+        self.persisted > 0
+    }
+
+    /// The header block [`Index::save`] last wrote for this index, if everything in memory
+    /// is saved and reading the file back gives exactly this index (every keyword fits
+    /// the header's list as a non-empty name): what a cache may key it by.
+    pub(crate) fn saved_header(&self) -> Option<Vec<u8>> {
+        let saved = !self.has_unsaved_changes();
+        let representable = self
+            .keywords
+            .iter()
+            .all(|k| !k.is_empty() && !k.contains('\0'))
+            && self.keywords.iter().map(|k| k.len() + 1).sum::<usize>() <= HEADER - 4 - 68;
+        (saved && representable).then(|| self.header())
+    }
+
     fn header(&self) -> Vec<u8> {
         let mut h = vec![0u8; HEADER];
         h[..8].copy_from_slice(MAGIC);
@@ -416,6 +441,27 @@ mod tests {
             vec!["$Junk"]
         );
         assert_eq!(loaded.generation, idx.generation);
+    }
+
+    #[test]
+    fn saved_header_is_the_files_header_and_reads_back_as_the_same_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("INBOX.idx");
+        let mut idx = Index::new(9, MboxStat::default());
+        idx.push(meta(0, 100));
+        idx.push(meta(100, 50));
+        assert!(idx.saved_header().is_none(), "not saved yet");
+        idx.save(&path, false).unwrap();
+        let bit = idx.keyword_bit("$Work").unwrap();
+        idx.set_flags(1, Flags::SEEN, bit);
+        assert!(idx.saved_header().is_none(), "a change not saved yet");
+        idx.save(&path, false).unwrap();
+        let file = std::fs::read(&path).unwrap();
+        assert_eq!(idx.saved_header().unwrap(), file[..HEADER]);
+        assert_eq!(Index::load(&path).unwrap().unwrap(), idx);
+        // A name the header's list cannot carry: no header to key a cache by.
+        idx.keywords.push(String::new());
+        assert!(idx.saved_header().is_none());
     }
 
     #[test]

@@ -94,6 +94,8 @@ pub fn expunge(session: &mut WriteSession, uids: &[u32]) -> Result<Vec<u32>> {
     // must not come out with the same generation as this in-memory index.
     index.generation += 1;
     let index_path = session.mailbox.index_path();
+    // The index file is about to be replaced: it is no longer the one `index_ino` names.
+    session.index_ino = None;
     let index_new = index.write_beside(&index_path).map_err(cleanup)?;
     debug_assert_eq!(index_new, file_beside(&index_path));
     fault::point("expunge:after-index-written");

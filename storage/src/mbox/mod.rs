@@ -17,6 +17,7 @@ pub mod format;
 pub mod intent;
 mod pending;
 mod recent;
+pub mod shared;
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -26,6 +27,7 @@ use std::sync::Arc;
 use crate::error::{IoContext, Result, StorageError};
 use crate::index::{self, Flags, Index, MboxStat, MessageMeta, Validity};
 use crate::lock::{LockOptions, ReadLock, WriteLock};
+use shared::SharedIndexes;
 
 /// A message to deliver.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,6 +81,8 @@ pub struct Mailbox {
     /// The user's UIDVALIDITY high-water mark ([`index::validity`]).
     uidvalidity_mark: PathBuf,
     lock: LockOptions,
+    /// Decoded indexes of the spool's mailboxes, shared by its sessions ([`shared`]).
+    shared: Arc<SharedIndexes>,
 }
 
 impl Mailbox {
@@ -87,12 +91,14 @@ impl Mailbox {
         index_base: PathBuf,
         uidvalidity_mark: PathBuf,
         lock: LockOptions,
+        shared: Arc<SharedIndexes>,
     ) -> Mailbox {
         Mailbox {
             mbox,
             index_base,
             uidvalidity_mark,
             lock,
+            shared,
         }
     }
 
@@ -276,8 +282,9 @@ impl Mailbox {
         })
     }
 
-    /// The index from `cache` if the file still has the same header, else from disk
-    /// (refilling `cache`). `None` if there is no usable index file.
+    /// The index from `cache`, or else from the spool's [`shared`] cache, if the file
+    /// still has the same inode and header (read now, under the caller's lock); else from
+    /// disk (refilling both). `None` if there is no usable index file.
     fn load_index(&self, cache: &mut Option<IndexCache>) -> Option<Arc<Index>> {
         let path = self.index_path();
         let (header, ino) = Index::load_header(&path).ok().flatten()?;
@@ -286,12 +293,19 @@ impl Mailbox {
                 return Some(c.index.clone());
             }
         }
+        if let Some(c) = self.shared.get(&path, ino, &header) {
+            let index = c.index.clone();
+            *cache = Some(c);
+            return Some(index);
+        }
         let index = Arc::new(Index::load(&path).ok().flatten()?);
-        *cache = Some(IndexCache {
+        let fresh = IndexCache {
             header,
             ino,
             index: index.clone(),
-        });
+        };
+        self.shared.put(&path, fresh.clone());
+        *cache = Some(fresh);
         Some(index)
     }
 
@@ -361,17 +375,21 @@ pub struct WriteSession {
     /// Set when an operation failed half-way in a way that leaves the in-memory state
     /// unreliable; every later change is refused (open a new session).
     poisoned: bool,
+    /// The inode of the index file `index` was read from and is saved in place to;
+    /// `None` when it was rebuilt or renamed into place (then it is not shared).
+    index_ino: Option<u64>,
 }
 
 impl WriteSession {
     fn open(mailbox: Mailbox, lock: WriteLock) -> Result<WriteSession> {
         let repaired = append::recover(&mailbox, &lock)?;
-        let index = sync_index(&mailbox, lock.file())?;
+        let (index, index_ino) = sync_index(&mailbox, lock.file())?;
         let mut session = WriteSession {
             mailbox,
             lock,
             index,
             poisoned: false,
+            index_ino,
         };
         append::finish_recovery(&mut session, repaired)?;
         Ok(session)
@@ -402,6 +420,7 @@ impl WriteSession {
     /// Set flags and keywords of the messages with the given UIDs (durable on return).
     pub fn set_flags(&mut self, changes: &[(u32, Flags, Vec<String>)]) -> Result<()> {
         self.check_usable()?;
+        let keywords_before = self.index.keywords.len();
         for (uid, flags, keywords) in changes {
             let pos = self
                 .index
@@ -421,11 +440,40 @@ impl WriteSession {
             let hidden = self.index.messages[pos].flags.0 & Flags::HIDDEN.0;
             self.index.set_flags(pos, Flags(flags.0 | hidden), bits);
         }
+        if self.index.keywords.len() == keywords_before && !self.index.has_unsaved_changes() {
+            // Every message already had these flags (a repeated \Seen, say): nothing to
+            // write, and no new generation to send every session back to the file.
+            return Ok(());
+        }
         let path = self.mailbox.index_path();
         // Flags are not fsynced (as in Dovecot's default): a power cut may lose the last
         // flag changes, never a message, and readers on other hosts see the change
         // anyway (the file is closed after writing, which flushes it on NFS).
-        self.index.save(&path, false)
+        let in_place = self.index.saves_in_place();
+        self.index.save(&path, false)?;
+        if in_place {
+            self.share_index();
+        } else {
+            self.index_ino = None;
+        }
+        Ok(())
+    }
+
+    /// Offer the index just saved in place to the spool's other sessions ([`shared`]),
+    /// keyed by the header this session wrote, so the next reader of the changed mailbox
+    /// reuses it instead of reading and decoding the file again. A reader still takes it
+    /// only if the file, read under its own lock, has that same header and inode.
+    fn share_index(&self) {
+        if let (Some(ino), Some(header)) = (self.index_ino, self.index.saved_header()) {
+            self.mailbox.shared.put(
+                &self.mailbox.index_path(),
+                IndexCache {
+                    header,
+                    ino,
+                    index: Arc::new(self.index.clone()),
+                },
+            );
+        }
     }
 
     /// Append under the lock already held (also takes pending appends of others along).
@@ -457,26 +505,27 @@ impl WriteSession {
     }
 }
 
-/// Load the index and bring it in line with the (write-locked) mbox, saving the result.
-fn sync_index(mailbox: &Mailbox, file: &File) -> Result<Index> {
+/// Load the index and bring it in line with the (write-locked) mbox, saving the result;
+/// also the inode of the index file when the result is saved in place in it.
+fn sync_index(mailbox: &Mailbox, file: &File) -> Result<(Index, Option<u64>)> {
     let path = mailbox.mbox_path();
     let index_path = mailbox.index_path();
     let stat = MboxStat::of(file, path)?;
-    let old = match Index::load(&index_path) {
-        Ok(old) => old,
+    let (old, ino) = match load_for_write(mailbox, &index_path) {
+        Ok(loaded) => loaded,
         Err(e @ StorageError::Corrupt { .. }) => {
             tracing::warn!(error = %e, "index unreadable; rebuilding from the mbox");
-            None
+            (None, None)
         }
         Err(e) => return Err(e),
     };
     if let Some(mut idx) = old.clone() {
         match index::sync::check(&idx, file, &stat, path)? {
-            Validity::Valid => return Ok(idx),
+            Validity::Valid => return Ok((idx, ino)),
             Validity::Extend => {
                 index::sync::extend(&mut idx, file, &stat, path)?;
                 idx.save(&index_path, false)?;
-                return Ok(idx);
+                return Ok((idx, ino));
             }
             Validity::Rebuild => {}
         }
@@ -488,7 +537,7 @@ fn sync_index(mailbox: &Mailbox, file: &File) -> Result<Index> {
         // Inode only: st_dev differs between NFS clients (see `index::sync::check`).
         if idx.mbox.ino == stat.ino && idx.mbox.size == stat.size {
             crate::fsutil::rename(&new_path, &index_path).at(&index_path)?;
-            return Ok(idx);
+            return Ok((idx, None));
         }
         let _ = std::fs::remove_file(&new_path);
     }
@@ -496,7 +545,31 @@ fn sync_index(mailbox: &Mailbox, file: &File) -> Result<Index> {
         index::validity::next(&mailbox.uidvalidity_mark, previous, &mailbox.lock)
     })?;
     idx.write_new(&index_path, true)?;
-    Ok(idx)
+    Ok((idx, None))
+}
+
+/// The index file for a write session (under the write lock): from the spool's
+/// [`shared`] cache when the file has the cached inode and header, else read and
+/// decoded (and shared). With the file's inode, when there is a file.
+fn load_for_write(mailbox: &Mailbox, index_path: &Path) -> Result<(Option<Index>, Option<u64>)> {
+    let Some((header, ino)) = Index::load_header(index_path)? else {
+        return Ok((Index::load(index_path)?, None));
+    };
+    if let Some(c) = mailbox.shared.get(index_path, ino, &header) {
+        return Ok((Some(Arc::unwrap_or_clone(c.index)), Some(ino)));
+    }
+    let Some(index) = Index::load(index_path)? else {
+        return Ok((None, None));
+    };
+    mailbox.shared.put(
+        index_path,
+        IndexCache {
+            header,
+            ino,
+            index: Arc::new(index.clone()),
+        },
+    );
+    Ok((Some(index), Some(ino)))
 }
 
 pub use crate::fsutil::fsync_dir;

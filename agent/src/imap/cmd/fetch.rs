@@ -1,5 +1,6 @@
-//! FETCH and UID FETCH (RFC 3501 §6.4.5), all in one place: the command (\Seen set first
-//! under the write lock, then the reading under the read lock), which data items a
+//! FETCH and UID FETCH (RFC 3501 §6.4.5), all in one place: the command (reading under
+//! the read lock; the write lock only to set a missing \Seen, let go before the reading),
+//! which data items a
 //! request names ([`Plan`]), building them for one message, and the fast path for the
 //! resynchronisation request `FETCH 1:* (UID FLAGS RFC822.SIZE)`, written straight to the
 //! output. Sizes come from the index (`crlf_size`), so that request never reads a
@@ -42,30 +43,17 @@ impl Session {
         let mut missing = false;
         let set_seen = plan.sets_seen && !view.read_only;
         let result = (|| -> Result<(), CmdError> {
-            // \Seen is set first under the write lock, which is let go before the
-            // (possibly long) reading, so deliveries are not held up by a big FETCH.
             let mut changed = Vec::new();
-            if set_seen {
-                let mut ws = view.write()?;
-                let changes: Vec<(u32, Flags, Vec<String>)> = targets
-                    .iter()
-                    .filter_map(|(_, u)| {
-                        let m = ws.index().by_uid(*u)?;
-                        (!m.flags.contains(Flags::SEEN)).then(|| {
-                            (
-                                *u,
-                                m.flags | Flags::SEEN,
-                                keyword_names(ws.index(), m.keywords),
-                            )
-                        })
-                    })
-                    .collect();
-                if !changes.is_empty() {
-                    ws.set_flags(&changes)?;
-                }
-                changed = changes.iter().map(|c| c.0).collect();
+            let mut rs = view.read()?;
+            // \Seen is set under the write lock, which is let go before the (possibly
+            // long) reading, so deliveries are not held up by a big FETCH. Only taken when
+            // some message lacks \Seen in the index just validated under the read lock;
+            // otherwise setting it is a no-op at that point and the read lock suffices.
+            if set_seen && lacks_seen(rs.index(), &targets) {
+                drop(rs);
+                changed = set_seen_flags(view, &targets)?;
+                rs = view.read()?;
             }
-            let rs = view.read()?;
             // Keywords set meanwhile (here or on another host) are announced first; the
             // FETCH lines may be written straight to `raw`, which goes out before `out`.
             let mut announce = Vec::new();
@@ -89,6 +77,37 @@ impl Session {
         reply.raw = raw;
         reply
     }
+}
+
+/// Whether some of `targets` is in `index` without \Seen.
+fn lacks_seen(index: &Index, targets: &[(u32, u32)]) -> bool {
+    targets.iter().any(|(_, u)| {
+        index
+            .by_uid(*u)
+            .is_some_and(|m| !m.flags.contains(Flags::SEEN))
+    })
+}
+
+/// Set \Seen on those of `targets` that lack it, under the write lock; returns their UIDs.
+fn set_seen_flags(view: &View, targets: &[(u32, u32)]) -> Result<Vec<u32>, CmdError> {
+    let mut ws = view.write()?;
+    let changes: Vec<(u32, Flags, Vec<String>)> = targets
+        .iter()
+        .filter_map(|(_, u)| {
+            let m = ws.index().by_uid(*u)?;
+            (!m.flags.contains(Flags::SEEN)).then(|| {
+                (
+                    *u,
+                    m.flags | Flags::SEEN,
+                    keyword_names(ws.index(), m.keywords),
+                )
+            })
+        })
+        .collect();
+    if !changes.is_empty() {
+        ws.set_flags(&changes)?;
+    }
+    Ok(changes.iter().map(|c| c.0).collect())
 }
 
 /// FETCH responses for `targets`; true if some were expunged meanwhile.
@@ -293,7 +312,7 @@ fn section_bytes(msg: &[u8], section: Option<&Section<'_>>) -> Vec<u8> {
 
 /// A literal; NUL (not allowed in IMAP literals) becomes 0x80 as in Dovecot.
 pub fn nstring(bytes: &[u8]) -> NString<'static> {
-    let data: Vec<u8> = if bytes.contains(&0) {
+    let data: Vec<u8> = if memchr::memchr(0, bytes).is_some() {
         bytes
             .iter()
             .map(|&b| if b == 0 { 0x80 } else { b })
@@ -301,10 +320,9 @@ pub fn nstring(bytes: &[u8]) -> NString<'static> {
     } else {
         bytes.to_vec()
     };
-    match Literal::try_from(data) {
-        Ok(l) => NString(Some(IString::Literal(l))),
-        Err(_) => NString(None),
-    }
+    // NUL is the only byte a literal may not carry (`Literal::validate`), and there is
+    // none left: no second scan of a possibly large message.
+    NString(Some(IString::Literal(Literal::unvalidated(data))))
 }
 
 /// INTERNALDATE in UTC.
@@ -424,6 +442,14 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn nul_becomes_0x80_in_literals() {
+        let NString(Some(IString::Literal(l))) = nstring(b"a\0b") else {
+            panic!("not a literal");
+        };
+        assert_eq!(l.data(), b"a\x80b");
     }
 
     #[test]

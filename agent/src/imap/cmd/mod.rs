@@ -238,22 +238,9 @@ pub fn set_contains(set: &SequenceSet, v: u32, largest: NonZeroU32) -> bool {
     })
 }
 
-/// `(seq, uid)` of the messages `set` names in `view`.
+/// `(seq, uid)` of the messages `set` names in `view`, in order, each once.
 pub(super) fn resolve(view: &View, set: &SequenceSet, uid: bool) -> Vec<(u32, u32)> {
-    let largest = if uid {
-        view.uids.last().copied().unwrap_or(0)
-    } else {
-        view.exists()
-    };
-    let Some(largest) = NonZeroU32::new(largest) else {
-        return Vec::new();
-    };
-    view.uids
-        .iter()
-        .enumerate()
-        .filter(|(i, u)| set_contains(set, if uid { **u } else { *i as u32 + 1 }, largest))
-        .map(|(i, u)| (i as u32 + 1, *u))
-        .collect()
+    view.resolve(set, uid)
 }
 
 /// A set listing ascending `uids`, runs folded into ranges (for UIDPLUS responses, where
