@@ -1087,7 +1087,7 @@ impl Lab {
             mbox.len() as f64 / 1e6,
             t0.elapsed().as_secs_f64()
         );
-        let hamail = self.spool().join("mail");
+        let hamail = super::inbox_dir(&self.spool())?;
         let dovecot = self.dovecot_mail();
         for (server, dir) in [(Server::Hamail, &hamail), (Server::Dovecot, &dovecot)] {
             std::fs::create_dir_all(dir)?;

@@ -130,3 +130,16 @@ impl Drop for Process {
         self.stop();
     }
 }
+
+/// The directory of the INBOX mboxes of the hamail spool at `spool`, asked of the storage
+/// crate (the one owner of the layout): where a bench puts hamail's copy of a mailbox, and
+/// where it points a peer that must deliver into the same spool.
+pub fn inbox_dir(spool: &Path) -> anyhow::Result<PathBuf> {
+    let spool = hamail_storage::Spool::open(spool, hamail_storage::LockOptions::default())?;
+    let inbox = spool.inbox("bench")?;
+    inbox
+        .mbox_path()
+        .parent()
+        .map(Path::to_path_buf)
+        .ok_or_else(|| anyhow::anyhow!("an INBOX path without a directory"))
+}

@@ -233,7 +233,7 @@ async fn warm_up(lab: &Lab) -> Result<()> {
         count: 20,
     };
     load(lab.hamail_addr(), HAMAIL_USER, case).await?;
-    let mut watcher = MboxWatcher::new(lab.mail_dir().join(POSTFIX_USER))?;
+    let mut watcher = MboxWatcher::new(lab.mail_dir()?.join(POSTFIX_USER))?;
     load(lab.postfix_addr(), POSTFIX_USER, case).await?;
     watcher
         .wait_for(case.count, Instant::now(), Duration::from_secs(60))
@@ -248,7 +248,7 @@ async fn run_case(lab: &Lab, case: Case) -> Result<Run> {
         case.count,
         case.clients
     );
-    let hamail_mbox = lab.mail_dir().join(HAMAIL_USER);
+    let hamail_mbox = lab.mail_dir()?.join(HAMAIL_USER);
     let before = count_messages(&hamail_mbox)?;
     let hamail = load(lab.hamail_addr(), HAMAIL_USER, case).await?;
     let after = count_messages(&hamail_mbox)?;
@@ -259,7 +259,7 @@ async fn run_case(lab: &Lab, case: Case) -> Result<Run> {
         case.count
     );
 
-    let mut watcher = MboxWatcher::new(lab.mail_dir().join(POSTFIX_USER))?;
+    let mut watcher = MboxWatcher::new(lab.mail_dir()?.join(POSTFIX_USER))?;
     let start = Instant::now();
     let accepted = load(lab.postfix_addr(), POSTFIX_USER, case).await?;
     watcher
@@ -626,7 +626,7 @@ impl Lab {
             agent: None,
             postfix_up: false,
         };
-        let mail = lab.mail_dir();
+        let mail = lab.mail_dir()?;
         std::fs::create_dir_all(&mail)?;
         std::fs::set_permissions(lab.spool(), std::fs::Permissions::from_mode(0o755))?;
         // Like /var/mail: local(8) creates the mbox as the recipient.
@@ -643,8 +643,8 @@ impl Lab {
         self.dir.join("spool")
     }
 
-    fn mail_dir(&self) -> PathBuf {
-        self.spool().join("mail")
+    fn mail_dir(&self) -> Result<PathBuf> {
+        super::inbox_dir(&self.spool())
     }
 
     fn config(&self) -> PathBuf {
@@ -725,7 +725,7 @@ max_connections_per_ip = 2000
         let status = Command::new("bash")
             .args(["-c", POSTFIX_SCRIPT, "postfix-peer.sh", "up"])
             .arg(self.dir.join("postfix"))
-            .arg(self.mail_dir())
+            .arg(self.mail_dir()?)
             .arg(self.postfix_port.to_string())
             .arg(POSTFIX_USER)
             .stdout(Stdio::inherit())
