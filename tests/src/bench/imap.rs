@@ -37,7 +37,7 @@
 use std::future::Future;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
@@ -1181,15 +1181,14 @@ max_sessions_per_user = 100
 
     fn start_dovecot(&mut self) -> Result<()> {
         self.dovecot_up = true;
-        let status = Command::new("bash")
-            .args(["-c", DOVECOT_SCRIPT, "dovecot-peer.sh", "up"])
-            .arg(self.dir.join("dovecot"))
-            .arg(self.dovecot_mail())
-            .arg(self.dovecot_port.to_string())
-            .stdout(Stdio::inherit())
-            .status()
-            .context("run dovecot-peer.sh")?;
-        ensure!(status.success(), "dovecot-peer.sh up failed: {status}");
+        let (dir, mail) = (self.dir.join("dovecot"), self.dovecot_mail());
+        let port = self.dovecot_port.to_string();
+        super::peer_script(
+            DOVECOT_SCRIPT,
+            "dovecot-peer.sh",
+            "up",
+            &[dir.as_os_str(), mail.as_os_str(), port.as_ref()],
+        )?;
         Ok(())
     }
 
@@ -1199,11 +1198,13 @@ max_sessions_per_user = 100
             agent.stop();
         }
         if std::mem::take(&mut self.dovecot_up) {
-            let _ = Command::new("bash")
-                .args(["-c", DOVECOT_SCRIPT, "dovecot-peer.sh", "down"])
-                .arg(self.dir.join("dovecot"))
-                .stdout(Stdio::null())
-                .status();
+            let dir = self.dir.join("dovecot");
+            let _ = super::peer_script(
+                DOVECOT_SCRIPT,
+                "dovecot-peer.sh",
+                "down",
+                &[dir.as_os_str()],
+            );
         }
     }
 

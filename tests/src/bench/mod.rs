@@ -143,3 +143,29 @@ pub fn inbox_dir(spool: &Path) -> anyhow::Result<PathBuf> {
         .map(Path::to_path_buf)
         .ok_or_else(|| anyhow::anyhow!("an INBOX path without a directory"))
 }
+
+/// Run a peer's setup script (built into this program) with `action` (`up` or `down`) and
+/// its arguments. `up` shows the script's output and fails unless it exits 0; `down` is
+/// quiet and best effort (it runs on the way out, after whatever went wrong).
+pub fn peer_script(
+    script: &str,
+    name: &str,
+    action: &str,
+    args: &[&std::ffi::OsStr],
+) -> Result<()> {
+    let up = action == "up";
+    let status = std::process::Command::new("bash")
+        .args(["-c", script, name, action])
+        .args(args)
+        .stdout(if up {
+            std::process::Stdio::inherit()
+        } else {
+            std::process::Stdio::null()
+        })
+        .status()
+        .map_err(|e| anyhow::anyhow!("run {name}: {e}"))?;
+    if up && !status.success() {
+        bail!("{name} {action} failed: {status}");
+    }
+    Ok(())
+}

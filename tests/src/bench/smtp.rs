@@ -33,7 +33,6 @@ use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -722,16 +721,19 @@ max_connections_per_ip = 2000
 
     fn start_postfix(&mut self) -> Result<()> {
         self.postfix_up = true;
-        let status = Command::new("bash")
-            .args(["-c", POSTFIX_SCRIPT, "postfix-peer.sh", "up"])
-            .arg(self.dir.join("postfix"))
-            .arg(self.mail_dir()?)
-            .arg(self.postfix_port.to_string())
-            .arg(POSTFIX_USER)
-            .stdout(Stdio::inherit())
-            .status()
-            .context("run postfix-peer.sh")?;
-        ensure!(status.success(), "postfix-peer.sh up failed: {status}");
+        let (dir, mail) = (self.dir.join("postfix"), self.mail_dir()?);
+        let port = self.postfix_port.to_string();
+        super::peer_script(
+            POSTFIX_SCRIPT,
+            "postfix-peer.sh",
+            "up",
+            &[
+                dir.as_os_str(),
+                mail.as_os_str(),
+                port.as_ref(),
+                POSTFIX_USER.as_ref(),
+            ],
+        )?;
         Ok(())
     }
 
@@ -741,11 +743,13 @@ max_connections_per_ip = 2000
             agent.stop();
         }
         if std::mem::take(&mut self.postfix_up) {
-            let _ = Command::new("bash")
-                .args(["-c", POSTFIX_SCRIPT, "postfix-peer.sh", "down"])
-                .arg(self.dir.join("postfix"))
-                .stdout(Stdio::null())
-                .status();
+            let dir = self.dir.join("postfix");
+            let _ = super::peer_script(
+                POSTFIX_SCRIPT,
+                "postfix-peer.sh",
+                "down",
+                &[dir.as_os_str()],
+            );
         }
     }
 
