@@ -40,7 +40,7 @@ use imap_types::core::{Tag, Vec1};
 use imap_types::extensions::uidplus::{UidElement, UidSet};
 use imap_types::flag::Flag;
 use imap_types::response::Response;
-use imap_types::sequence::{Sequence, SequenceSet};
+use imap_types::sequence::SequenceSet;
 
 use super::reply::{status, CmdError, Kind, Reply};
 use super::server::Loop;
@@ -225,17 +225,6 @@ impl Loop {
 
 fn bad(tag: &Tag<'_>, text: &str) -> Reply {
     Reply::one(status(Some(tag), Kind::Bad, None, text))
-}
-
-/// Does `set` (with `*` = `largest`) contain `v`?
-pub fn set_contains(set: &SequenceSet, v: u32, largest: NonZeroU32) -> bool {
-    set.0.as_ref().iter().any(|s| match s {
-        Sequence::Single(x) => x.expand(largest).get() == v,
-        Sequence::Range(a, b) => {
-            let (a, b) = (a.expand(largest).get(), b.expand(largest).get());
-            a.min(b) <= v && v <= a.max(b)
-        }
-    })
 }
 
 /// `(seq, uid)` of the messages `set` names in `view`, in order, each once.
